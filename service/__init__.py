@@ -1,0 +1,1 @@
+"""Image classification service: inference core, gRPC server and CLI."""

@@ -1,0 +1,1 @@
+"""Code-generation helpers used by `buf generate` (not imported at run time)."""
