@@ -1,0 +1,96 @@
+"""classify.v1.ClassifierService, one method per RPC, in proto messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from classify.v1 import classify_pb2 as pb
+
+from service.api import convert
+from service.core.engine import Classification, ClassifyItem, EngineRef
+from service.core.errors import INTERNAL_MESSAGE, Internal, ServiceError
+
+logger = logging.getLogger(__name__)
+
+# Requests of one stream in flight at once: enough to fill inference batches,
+# small enough that a fast producer meets back-pressure instead of memory growth.
+STREAM_WINDOW = 32
+
+
+class ClassifierServiceApi:
+    """Method names are the RPC names, so transports can dispatch by descriptor."""
+
+    def __init__(self, engine: EngineRef) -> None:
+        self._engine = engine
+
+    async def Classify(self, request: pb.ClassifyRequest, timeout: float | None = None) -> pb.ClassifyResponse:
+        result = await self._engine.get().classify(request.image, request.top_k, request.model, timeout)
+        return convert.classify_response(result)
+
+    async def ClassifyBatch(
+        self, request: pb.ClassifyBatchRequest, timeout: float | None = None
+    ) -> pb.ClassifyBatchResponse:
+        items = [ClassifyItem(r.image, r.top_k, r.model) for r in request.requests]
+        outcomes = await self._engine.get().classify_batch(items, timeout)
+        return pb.ClassifyBatchResponse(results=[convert.batch_result(o) for o in outcomes])
+
+    async def ClassifyStream(
+        self, requests: AsyncIterator[pb.ClassifyStreamRequest], timeout: float | None = None
+    ) -> AsyncIterator[pb.ClassifyStreamResponse]:
+        """Classify requests concurrently as they arrive; answer in completion order."""
+        engine = self._engine.get()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        answers: asyncio.Queue[pb.ClassifyStreamResponse | None] = asyncio.Queue()
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def answer(message: pb.ClassifyStreamRequest) -> None:
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                item = message.request
+                outcome: Classification | ServiceError = await engine.classify(
+                    item.image, item.top_k, item.model, remaining
+                )
+            except ServiceError as error:
+                outcome = error
+            except Exception:
+                logger.exception("stream item %r failed", message.request_id)
+                outcome = Internal(INTERNAL_MESSAGE)
+            finally:
+                window.release()
+            await answers.put(convert.stream_response(message.request_id, outcome))
+
+        async def read() -> None:
+            try:
+                async for message in requests:
+                    await window.acquire()
+                    task = asyncio.create_task(answer(message))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                while in_flight:
+                    await asyncio.wait(set(in_flight))
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+            await reader  # re-raises a failure of the request side
+        finally:
+            reader.cancel()
+            for task in list(in_flight):
+                task.cancel()
+
+    async def ListModels(self, request: pb.ListModelsRequest, timeout: float | None = None) -> pb.ListModelsResponse:
+        engine = self._engine.get()
+        return pb.ListModelsResponse(
+            models=[convert.model_info(info) for info in engine.models],
+            default_model=engine.default_model,
+        )
+
+    async def GetModel(self, request: pb.GetModelRequest, timeout: float | None = None) -> pb.GetModelResponse:
+        return pb.GetModelResponse(model=convert.model_info(self._engine.get().model(request.name)))

@@ -1,0 +1,54 @@
+"""Translation between the core's results and the generated proto messages."""
+
+from __future__ import annotations
+
+from classify.v1 import classify_pb2 as pb
+from google.rpc import status_pb2
+
+from service.core.engine import Classification
+from service.core.errors import ServiceError
+from service.core.models import ModelInfo
+
+
+def classify_response(result: Classification) -> pb.ClassifyResponse:
+    return pb.ClassifyResponse(
+        predictions=[
+            pb.Prediction(label=p.label, probability=p.probability, class_index=p.class_index)
+            for p in result.predictions
+        ],
+        model=result.model,
+        model_version=result.model_version,
+    )
+
+
+def error_status(error: ServiceError) -> status_pb2.Status:
+    """A per-item error as google.rpc.Status (canonical code + message)."""
+    return status_pb2.Status(code=int(error.code), message=error.message)
+
+
+def batch_result(outcome: Classification | ServiceError) -> pb.ClassifyBatchResult:
+    if isinstance(outcome, ServiceError):
+        return pb.ClassifyBatchResult(error=error_status(outcome))
+    return pb.ClassifyBatchResult(response=classify_response(outcome))
+
+
+def stream_response(request_id: str, outcome: Classification | ServiceError) -> pb.ClassifyStreamResponse:
+    if isinstance(outcome, ServiceError):
+        return pb.ClassifyStreamResponse(request_id=request_id, error=error_status(outcome))
+    return pb.ClassifyStreamResponse(request_id=request_id, response=classify_response(outcome))
+
+
+def model_info(info: ModelInfo) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        name=info.name,
+        architecture=info.architecture,
+        weights_sha256=info.weights_sha256,
+        version=info.version,
+        input_height=info.input_height,
+        input_width=info.input_width,
+        num_classes=info.num_classes,
+        labels=list(info.labels),
+        backend=info.backend,
+        device=info.device,
+        precision=info.precision,
+    )

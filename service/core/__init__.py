@@ -1,0 +1,1 @@
+"""The inference core: images, preprocessing, models, batching. No transport imports."""

@@ -1,0 +1,119 @@
+"""Dynamic batching: single inputs grouped into batches on one long-lived thread per model."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.core.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Overloaded, Unavailable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How inputs are grouped: at most ``max_batch_size``, waiting at most ``max_delay_s``."""
+
+    max_batch_size: int = 8
+    max_delay_s: float = 0.002
+    max_queue: int = 64
+
+
+@dataclass
+class _Job:
+    inputs: np.ndarray
+    future: Future[np.ndarray]
+    deadline: float | None  # time.monotonic() value
+
+
+class Batcher:
+    """Feeds one backend from a bounded queue, on a single dedicated thread.
+
+    One long-lived thread per model because PyTorch and OpenMP keep per-thread
+    state: inference from a rotating pool of threads measured 15-25 % slower.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[np.ndarray], np.ndarray],
+        config: BatchingConfig,
+        name: str,
+    ) -> None:
+        self._run_batch = run_batch
+        self._config = config
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=config.max_queue)
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=f"inference-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, inputs: np.ndarray, deadline: float | None = None) -> Future[np.ndarray]:
+        """Queue one (3, H, W) input; the future resolves to its probability row."""
+        if self._closed:
+            raise Unavailable("server is shutting down")
+        job = _Job(inputs=inputs, future=Future(), deadline=deadline)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise Overloaded(
+                f"server overloaded: {self._config.max_queue} requests already queued; retry later"
+            ) from None
+        return job.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish queued work, then stop the thread."""
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            flush_at = time.monotonic() + self._config.max_delay_s
+            while len(jobs) < self._config.max_batch_size:
+                try:
+                    job = self._queue.get(timeout=max(0.0, flush_at - time.monotonic()))
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+            self._run(jobs)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        now = time.monotonic()
+        live: list[_Job] = []
+        for job in jobs:
+            # A cancelled request (client gone) never takes a batch slot.
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            if job.deadline is not None and now >= job.deadline:
+                job.future.set_exception(DeadlineExceeded("deadline exceeded while queued"))
+                continue
+            live.append(job)
+        if not live:
+            return
+        try:
+            probabilities = self._run_batch(np.stack([job.inputs for job in live]))
+        except Exception:
+            logger.exception("inference failed for a batch of %d", len(live))
+            for job in live:
+                job.future.set_exception(Internal(INTERNAL_MESSAGE))
+            return
+        for job, row in zip(live, probabilities, strict=True):
+            job.future.set_result(row)

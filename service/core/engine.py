@@ -1,0 +1,223 @@
+"""The engine: the one object both transports call to classify images."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.core.batching import Batcher, BatchingConfig
+from service.core.errors import (
+    INTERNAL_MESSAGE,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
+from service.core.images import ImageLimits, decode_image
+from service.core.models import LoadedModel, ModelInfo
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    class_index: int
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The top-K classes of one image and the model that produced them."""
+
+    predictions: tuple[Prediction, ...]
+    model: str
+    model_version: str
+
+
+@dataclass(frozen=True)
+class ClassifyItem:
+    """One image of a batch call, with its own options."""
+
+    image: bytes
+    top_k: int = 0
+    model: str = ""
+
+
+class Engine:
+    """Decodes on a thread pool, batches per model, runs inference off the event loop."""
+
+    def __init__(
+        self,
+        models: Sequence[LoadedModel],
+        *,
+        limits: ImageLimits,
+        batching: BatchingConfig,
+        decode_workers: int,
+        max_batch_images: int,
+    ) -> None:
+        if not models:
+            raise ValueError("an engine needs at least one model")
+        self._models = {model.info.name: model for model in models}
+        self._default = models[0].info.name
+        self._limits = limits
+        self._batching = batching
+        self._max_batch_images = max_batch_images
+        self._batchers = {
+            name: Batcher(model.backend.predict_proba, batching, name)
+            for name, model in self._models.items()
+        }
+        self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
+        self._ready = False
+        self._closed = False
+
+    @property
+    def ready(self) -> bool:
+        """True once every model has run a warm-up batch and until shutdown begins."""
+        return self._ready and not self._closed
+
+    @property
+    def default_model(self) -> str:
+        return self._default
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        return tuple(model.info for model in self._models.values())
+
+    def model(self, name: str) -> ModelInfo:
+        """The metadata of the served model ``name``."""
+        if not name:
+            raise InvalidArgument("a model name is required")
+        return self._resolve(name).info
+
+    def warm_up(self) -> None:
+        """Run each model once at batch size 1 and at the largest batch size (blocking)."""
+        for name, model in self._models.items():
+            size = model.preprocessing.crop_size
+            blank = np.zeros((3, size, size), dtype=np.float32)
+            started = time.perf_counter()
+            self._batchers[name].submit(blank).result()
+            futures = [self._batchers[name].submit(blank) for _ in range(self._batching.max_batch_size)]
+            for future in futures:
+                future.result()
+            logger.info("warmed up model %s in %.2f s", name, time.perf_counter() - started)
+        self._ready = True
+
+    async def classify(
+        self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None
+    ) -> Classification:
+        """Classify one encoded image; ``timeout`` covers decoding, queueing and inference."""
+        if self._closed:
+            raise Unavailable("server is shutting down")
+        loaded = self._resolve(model)
+        k = _checked_top_k(top_k, loaded.info.num_classes)
+        if timeout is None:
+            return await self._classify(image, k, loaded, None)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._classify(image, k, loaded, time.monotonic() + timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
+
+    async def classify_batch(
+        self, items: Sequence[ClassifyItem], timeout: float | None = None
+    ) -> list[Classification | ServiceError]:
+        """Classify several images; each gets its own result or error."""
+        if not items:
+            raise InvalidArgument("a batch needs at least one image")
+        if len(items) > self._max_batch_images:
+            raise InvalidArgument(
+                f"a batch holds at most {self._max_batch_images} images; got {len(items)}"
+            )
+        outcomes = await asyncio.gather(
+            *(self.classify(item.image, item.top_k, item.model, timeout) for item in items),
+            return_exceptions=True,
+        )
+        return [_as_outcome(outcome) for outcome in outcomes]
+
+    def close(self) -> None:
+        """Stop taking requests, finish queued inference, release the threads."""
+        self._closed = True
+        for batcher in self._batchers.values():
+            batcher.close()
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+
+    def _resolve(self, name: str) -> LoadedModel:
+        if not name:
+            return self._models[self._default]
+        try:
+            return self._models[name]
+        except KeyError:
+            raise NotFound(
+                f"model {name!r} is not served; served models: {', '.join(self._models)}"
+            ) from None
+
+    async def _classify(
+        self, image: bytes, k: int, loaded: LoadedModel, deadline: float | None
+    ) -> Classification:
+        loop = asyncio.get_running_loop()
+        inputs = await loop.run_in_executor(self._decode_pool, self._prepare, image, loaded)
+        future = self._batchers[loaded.info.name].submit(inputs, deadline)
+        row = await asyncio.wrap_future(future)
+        return _top_k(row, k, loaded.info)
+
+    def _prepare(self, image: bytes, loaded: LoadedModel) -> np.ndarray:
+        return loaded.preprocessing(decode_image(image, self._limits))
+
+
+def _checked_top_k(top_k: int, num_classes: int) -> int:
+    if top_k < 0 or top_k > num_classes:
+        raise InvalidArgument(
+            f"top_k must be between 0 and {num_classes} (0 means {DEFAULT_TOP_K}); got {top_k}"
+        )
+    return top_k or min(DEFAULT_TOP_K, num_classes)
+
+
+def _top_k(probabilities: np.ndarray, k: int, info: ModelInfo) -> Classification:
+    # argpartition then a sort of k items: O(classes + k log k).
+    indices = np.argpartition(-probabilities, k - 1)[:k]
+    indices = indices[np.argsort(-probabilities[indices], kind="stable")]
+    return Classification(
+        predictions=tuple(
+            Prediction(info.labels[i], float(probabilities[i]), int(i)) for i in indices
+        ),
+        model=info.name,
+        model_version=info.version,
+    )
+
+
+def _as_outcome(outcome: object) -> Classification | ServiceError:
+    if isinstance(outcome, Classification | ServiceError):
+        return outcome
+    logger.error("unexpected error in a batch item", exc_info=outcome)  # type: ignore[arg-type]
+    return Internal(INTERNAL_MESSAGE)
+
+
+class EngineRef:
+    """Where transports find the engine: unavailable until it is loaded and warm."""
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+
+    def set(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None and self._engine.ready
+
+    def get(self) -> Engine:
+        engine = self._engine
+        if engine is None:
+            raise Unavailable("the model is still loading; retry shortly")
+        return engine

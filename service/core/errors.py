@@ -1,0 +1,81 @@
+"""The core's error vocabulary, named after gRPC's canonical status codes.
+
+Transports translate these in exactly one place each (gRPC status codes, HTTP
+statuses); the numeric values are the canonical codes of ``google.rpc.Code``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    """Canonical error codes (the numbering of google.rpc.Code)."""
+
+    CANCELLED = 1
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    UNAUTHENTICATED = 16
+
+
+class ServiceError(Exception):
+    """An error a client caused or must know about; its message is safe to show."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError):
+    code = ErrorCode.NOT_FOUND
+
+
+class PayloadTooLarge(ServiceError):
+    """An input is larger than a configured limit (HTTP 413)."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class Overloaded(ServiceError):
+    """The server sheds load; the client may retry after ``retry_after`` seconds (HTTP 429)."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(ServiceError):
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class Unavailable(ServiceError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class Unauthenticated(ServiceError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Internal(ServiceError):
+    code = ErrorCode.INTERNAL
+
+
+INTERNAL_MESSAGE = "internal error; the server log has the details"
+"""What clients see for any unexpected exception: never a stack trace."""
+
+
+class StartupError(Exception):
+    """The service cannot start (bad weights, bad configuration); the message says how to fix it."""

@@ -1,0 +1,74 @@
+"""Verifying and safely loading weight files."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+
+from service.core.errors import StartupError
+
+# Full SHA-256 of the official files; torchvision names them after the first
+# 8 hex digits (resnet18-f37072fd.pth) and publishes nothing longer.
+PINNED_SHA256: dict[str, str] = {
+    "resnet18-f37072fd.pth": "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
+}
+
+# torchvision's convention: <name>-<first hex digits of the SHA-256>.<ext>
+_HASH_SUFFIX = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|bin)$")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_weights(path: Path, expected_sha256: str | None = None) -> str:
+    """Return the file's SHA-256 after checking it against what it must be.
+
+    The expectation is, in order: ``expected_sha256``, the pinned digest of an
+    official file name, or the hash prefix in the file name.
+    """
+    if not path.is_file():
+        raise StartupError(
+            f"weights file {path} does not exist. Put the file there or pass --weights PATH "
+            "(the official ResNet18 file is https://download.pytorch.org/models/resnet18-f37072fd.pth)."
+        )
+    digest = sha256_file(path)
+    expected = expected_sha256 or PINNED_SHA256.get(path.name)
+    if expected is not None:
+        if digest != expected.lower():
+            raise StartupError(
+                f"weights file {path} has SHA-256 {digest}, expected {expected}: "
+                "the file is corrupt or not the one named; download it again."
+            )
+        return digest
+    match = _HASH_SUFFIX.search(path.name)
+    if match is None:
+        raise StartupError(
+            f"weights file {path} cannot be verified: its name must end in "
+            "-<first 8+ hex digits of its SHA-256>.pth (torchvision's convention), "
+            f"e.g. {path.stem}-{digest[:8]}.pth once you trust the file."
+        )
+    if not digest.startswith(match.group(1)):
+        raise StartupError(
+            f"weights file {path} has SHA-256 {digest}, which does not start with the "
+            f"{match.group(1)} in its name: the file is corrupt or renamed."
+        )
+    return digest
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict with ``weights_only=True``: no pickled code is executed."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise StartupError(f"weights file {path} is not a loadable PyTorch state dict: {exc}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise StartupError(f"weights file {path} does not hold a state dict of tensors")
+    return state

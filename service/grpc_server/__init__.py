@@ -1,0 +1,1 @@
+"""The gRPC transport: servicers, error mapping, reflection and health."""

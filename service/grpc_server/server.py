@@ -1,0 +1,73 @@
+"""Building the grpc.aio server: both services, reflection, health, limits."""
+
+from __future__ import annotations
+
+import grpc
+from classify import classify_pb2 as tutorial_pb
+from classify import classify_pb2_grpc as tutorial_grpc
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.api.classifier_v1 import ClassifierServiceApi
+from service.api.tutorial import TutorialClassifierApi
+from service.grpc_server.errors import ErrorMappingInterceptor
+from service.grpc_server.servicers import ClassifierServiceServicer, TutorialClassifierServicer
+
+# Service names come from the descriptors, never from string literals.
+CLASSIFIER_SERVICES: tuple[str, ...] = (
+    pb.DESCRIPTOR.services_by_name["ClassifierService"].full_name,
+    tutorial_pb.DESCRIPTOR.services_by_name["Classifier"].full_name,
+)
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class GrpcServer:
+    """The gRPC side of the service; health stays NOT_SERVING until ``set_serving``."""
+
+    def __init__(
+        self,
+        classifier: ClassifierServiceApi,
+        tutorial: TutorialClassifierApi,
+        *,
+        max_message_bytes: int,
+    ) -> None:
+        self.server = grpc.aio.server(
+            interceptors=[ErrorMappingInterceptor(CLASSIFIER_SERVICES)],
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        pb_grpc.add_ClassifierServiceServicer_to_server(ClassifierServiceServicer(classifier), self.server)
+        tutorial_grpc.add_ClassifierServicer_to_server(TutorialClassifierServicer(tutorial), self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*CLASSIFIER_SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
+        )
+
+    def listen(self, host: str, port: int) -> int:
+        """Bind an insecure port; returns the bound port (useful with port 0)."""
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        bound = self.server.add_insecure_port(address)
+        if bound == 0:
+            raise OSError(f"cannot listen for gRPC on {address}")
+        return bound
+
+    async def start(self) -> None:
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+
+    async def set_serving(self) -> None:
+        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING first, then stop accepting and let in-flight calls finish."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", *CLASSIFIER_SERVICES):
+            await self.health.set(name, status)

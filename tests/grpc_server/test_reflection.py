@@ -1,0 +1,31 @@
+"""Reflection lets clients discover everything with no .proto file at hand."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+
+def test_lists_the_three_services(channel: grpc.Channel) -> None:
+    services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"classify.v1.ClassifierService", "classify.Classifier", "grpc.health.v1.Health"} <= services
+
+
+def test_resolves_methods_and_messages(channel: grpc.Channel) -> None:
+    """A reflection-built pool knows every RPC's request and response fields."""
+    pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+    service = pool.FindServiceByName("classify.v1.ClassifierService")
+    assert {m.name for m in service.methods} == {
+        "Classify", "ClassifyBatch", "ClassifyStream", "ListModels", "GetModel"
+    }
+    classify = service.methods_by_name["Classify"]
+    assert [f.name for f in classify.input_type.fields] == ["image", "top_k", "model"]
+    assert "predictions" in classify.output_type.fields_by_name
+    stream = service.methods_by_name["ClassifyStream"]
+    assert stream.client_streaming and stream.server_streaming
+    tutorial = pool.FindServiceByName("classify.Classifier").methods_by_name["Predict"]
+    assert tutorial.input_type.full_name == "classify.ImageRequest"
+    assert [f.name for f in tutorial.output_type.fields] == ["topk"]

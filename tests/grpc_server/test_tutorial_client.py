@@ -1,0 +1,82 @@
+"""The tutorial's own client, compiled from the tutorial's own proto, works against this server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from classify import classify_pb2 as tutorial_pb
+from classify import classify_pb2_grpc as tutorial_grpc
+from google.protobuf import text_format
+
+from tests.support import ServerProcess
+
+# grpc_app/protos/classify.proto, verbatim from the tutorial.
+TUTORIAL_PROTO = """\
+syntax = "proto3";
+package classify;
+service Classifier {
+  rpc Predict (ImageRequest) returns (PredictionResponse) {}
+}
+message ImageRequest {
+  bytes image = 1;
+  int32 topk = 2;
+}
+message Prediction {
+  string label = 1;
+  float prob = 2;
+}
+message PredictionResponse {
+  repeated Prediction topk = 1;
+}
+"""
+
+# The tutorial's client script, verbatim but for the server address.
+TUTORIAL_CLIENT = """\
+import grpc, classify_pb2, classify_pb2_grpc
+with open("image.jpg", "rb") as f:
+    data = f.read()
+channel = grpc.insecure_channel("127.0.0.1:50051")
+stub = classify_pb2_grpc.ClassifierStub(channel)
+resp = stub.Predict(classify_pb2.ImageRequest(image=data, topk=5))
+print(resp)
+"""
+
+
+def test_tutorial_client_script_gets_five_sorted_predictions(
+    server: ServerProcess, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    (tmp_path / "classify.proto").write_text(TUTORIAL_PROTO)
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.", "--grpc_python_out=.", "classify.proto"],
+        cwd=tmp_path, check=True,
+    )
+    (tmp_path / "image.jpg").write_bytes(photos["rocket.jpg"])
+    script = TUTORIAL_CLIENT.replace("127.0.0.1:50051", server.grpc_address)
+    (tmp_path / "client.py").write_text(script)
+    # The script imports the tutorial's top-level classify_pb2, not our classify package.
+    run = subprocess.run([sys.executable, "client.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    printed = text_format.Parse(run.stdout, tutorial_pb.PredictionResponse())
+    probs = [p.prob for p in printed.topk]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True)
+    # The same answer as our own stub of the same RPC.
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        ours = tutorial_grpc.ClassifierStub(channel).Predict(
+            tutorial_pb.ImageRequest(image=photos["rocket.jpg"], topk=5), timeout=30
+        )
+    assert [p.label for p in ours.topk] == [p.label for p in printed.topk]
+
+
+def test_tutorial_rpc_defaults_and_errors(server: ServerProcess, photos: dict[str, bytes]) -> None:
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = tutorial_grpc.ClassifierStub(channel)
+        assert len(stub.Predict(tutorial_pb.ImageRequest(image=photos["coffee.png"]), timeout=30).topk) == 5
+        try:
+            stub.Predict(tutorial_pb.ImageRequest(image=b"junk", topk=5), timeout=30)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        else:
+            raise AssertionError("junk bytes were accepted")

@@ -1,0 +1,132 @@
+"""Test support: real photos, deterministic weights and real server processes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def skimage_photo(name: str) -> bytes:
+    """The encoded file of a photo shipped inside scikit-image (chelsea.png, rocket.jpg...)."""
+    import skimage
+
+    return (Path(skimage.__file__).parent / "data" / name).read_bytes()
+
+
+def sklearn_photo(name: str) -> bytes:
+    """The encoded file of a photo shipped inside scikit-learn (china.jpg, flower.jpg)."""
+    import sklearn.datasets
+
+    return (Path(sklearn.datasets.__file__).parent / "images" / name).read_bytes()
+
+
+def real_photos() -> dict[str, bytes]:
+    """Real photos, as files: PNG and JPEG, several sizes and aspect ratios."""
+    photos = {n: skimage_photo(n) for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")}
+    photos.update({n: sklearn_photo(n) for n in ("china.jpg", "flower.jpg")})
+    return photos
+
+
+def random_resnet18_weights(directory: Path, seed: int = 0, num_classes: int = 1000) -> Path:
+    """A deterministic random-init ResNet18 state dict, named with its hash prefix."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    module = torchvision.models.resnet18(num_classes=num_classes)
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    data = buffer.getvalue()
+    path = directory / f"resnet18-seed{seed}-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    path.write_bytes(data)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A `classify serve` subprocess on free loopback ports."""
+
+    process: subprocess.Popen[bytes]
+    grpc_port: int
+    http_port: int
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def health(self, service: str = "") -> int:
+        with grpc.insecure_channel(self.grpc_address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+    def wait_serving(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if self.health() == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"server not SERVING after {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+def start_server(weights: Path, log_dir: Path, *extra: str, wait: bool = True) -> ServerProcess:
+    """Start `classify serve` with ``weights`` on free ports; wait until SERVING unless told not to."""
+    grpc_port, http_port = free_port(), free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"server-{grpc_port}.log"
+    args = [
+        sys.executable, "-m", "service.cli", "serve",
+        "--host", "127.0.0.1",
+        "--grpc-port", str(grpc_port),
+        "--http-port", str(http_port),
+        "--weights", str(weights),
+        *extra,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    server = ServerProcess(process, grpc_port, http_port, log_path, args)
+    if wait:
+        try:
+            server.wait_serving()
+        except BaseException:
+            server.process.kill()
+            raise
+    return server
