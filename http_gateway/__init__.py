@@ -1,0 +1,1 @@
+"""The HTTP transport: a FastAPI gateway whose routes, JSON and schemas come from the proto."""

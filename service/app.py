@@ -1,4 +1,4 @@
-"""Composition root: builds the core once and hands it to the transports."""
+"""Composition root: builds the core once and hands it to both transports."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import signal
 
 import torch
 
+from http_gateway.app import create_app
+from http_gateway.backends import GrpcUpstreamBackend, InProcessBackend
+from http_gateway.server import HttpServer
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.core.batching import BatchingConfig
@@ -15,7 +18,7 @@ from service.core.engine import Engine, EngineRef
 from service.core.errors import StartupError
 from service.core.images import ImageLimits
 from service.core.models import ModelSpec, load_model
-from service.grpc_server.server import GrpcServer
+from service.grpc_server.server import CLASSIFIER_SERVICES, GrpcServer
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,46 +51,78 @@ def build_engine(settings: Settings) -> Engine:
     return engine
 
 
-async def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT, then drain. Returns the process exit status."""
-    logger.info("starting with settings:\n%s", settings.summary())
-    engine_ref = EngineRef()
-    grpc_server = GrpcServer(
-        ClassifierServiceApi(engine_ref),
-        TutorialClassifierApi(engine_ref),
-        max_message_bytes=settings.max_request_bytes,
-    )
-    grpc_port = grpc_server.listen(settings.host, settings.grpc_port)
-    await grpc_server.start()
-    logger.info("gRPC listening on %s:%d (health NOT_SERVING until the model is warm)", settings.host, grpc_port)
-
-    loop = asyncio.get_running_loop()
+def _stop_event() -> asyncio.Event:
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    return stop
 
+
+async def serve(settings: Settings) -> int:
+    """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
+    logger.info("starting with settings:\n%s", settings.summary())
+    engine_ref = EngineRef()
+    classifier, tutorial = ClassifierServiceApi(engine_ref), TutorialClassifierApi(engine_ref)
+    grpc_server = GrpcServer(classifier, tutorial, max_message_bytes=settings.max_request_bytes)
+    grpc_port = grpc_server.listen(settings.host, settings.grpc_port)
+    gateway = create_app(
+        InProcessBackend(dict(zip(CLASSIFIER_SERVICES, (classifier, tutorial), strict=True)), engine_ref),
+        max_request_bytes=settings.max_request_bytes,
+        request_timeout_s=settings.request_timeout_s,
+    )
+    http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s)
+    await grpc_server.start()
+    http_task = asyncio.create_task(http_server.serve())
+    logger.info(
+        "listening: gRPC %s:%d, HTTP %s:%d (not ready until the model is warm)",
+        settings.host, grpc_port, settings.host, http_server.port,
+    )
+
+    stop = _stop_event()
+    loop = asyncio.get_running_loop()
     loading = loop.run_in_executor(None, build_engine, settings)
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({loading, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if not loading.done():
-        logger.info("stopped while loading the model")
-        await grpc_server.stop(0)
-        return 0
-    try:
-        engine = loading.result()
-    except StartupError as error:
-        logger.error("cannot start: %s", error)
-        await grpc_server.stop(0)
-        return 2
-    engine_ref.set(engine)
-    await grpc_server.set_serving()
-    for info in engine.models:
-        logger.info("serving model %s (%s) weights sha256=%s", info.name, info.architecture, info.weights_sha256)
-    logger.info("ready")
-
-    await stopped
+    engine: Engine | None = None
+    status = 0
+    if loading.done():
+        try:
+            engine = loading.result()
+        except StartupError as error:
+            logger.error("cannot start: %s", error)
+            status = 2
+    if engine is not None:
+        engine_ref.set(engine)
+        await grpc_server.set_serving()
+        for info in engine.models:
+            logger.info("serving model %s (%s) weights sha256=%s", info.name, info.architecture, info.weights_sha256)
+        logger.info("ready")
+        await stopped
     logger.info("shutting down: health NOT_SERVING, draining for up to %.1f s", settings.grace_period_s)
-    await grpc_server.stop(settings.grace_period_s)
-    await loop.run_in_executor(None, engine.close)
+    engine_ref.drain()
+    http_server.stop()
+    await asyncio.gather(grpc_server.stop(settings.grace_period_s), http_task)
+    if engine is not None:
+        await loop.run_in_executor(None, engine.close)
     logger.info("stopped")
+    return status
+
+
+async def serve_gateway(settings: Settings) -> int:
+    """The HTTP gateway alone, in front of a remote `classify serve` (--grpc-upstream)."""
+    if not settings.grpc_upstream:
+        raise StartupError("classify gateway needs --grpc-upstream HOST:PORT")
+    logger.info("starting gateway with settings:\n%s", settings.summary())
+    backend = GrpcUpstreamBackend(settings.grpc_upstream, settings.max_request_bytes)
+    app = create_app(
+        backend, max_request_bytes=settings.max_request_bytes, request_timeout_s=settings.request_timeout_s
+    )
+    http_server = HttpServer(app, settings.host, settings.http_port, settings.grace_period_s)
+    http_task = asyncio.create_task(http_server.serve())
+    logger.info("HTTP gateway on %s:%d -> gRPC %s", settings.host, http_server.port, settings.grpc_upstream)
+    await _stop_event().wait()
+    http_server.stop()
+    await http_task
+    await backend.close()
     return 0

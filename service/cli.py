@@ -13,8 +13,12 @@ from pathlib import Path
 from service.core.errors import StartupError
 from service.settings import add_settings_arguments, settings_from_args
 
+GATEWAY_SETTINGS = {
+    "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s", "log_level",
+}
 
-def _serve(args: argparse.Namespace) -> int:
+
+def _run_server(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
     except ValueError as error:  # pydantic's ValidationError names the bad setting
@@ -24,10 +28,11 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from service.app import serve  # heavy imports (torch) only for serving
+    from service import app  # heavy imports (torch) only for serving
 
+    entry = app.serve if args.command == "serve" else app.serve_gateway
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(entry(settings))
     except StartupError as error:
         logging.getLogger("classify").error("cannot start: %s", error)
         return 2
@@ -70,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve gRPC (and HTTP) until SIGTERM")
-    add_settings_arguments(serve)
-    serve.set_defaults(run=_serve)
+    add_settings_arguments(serve, exclude={"grpc_upstream"})
+    serve.set_defaults(run=_run_server)
+
+    gateway = commands.add_parser("gateway", help="serve only HTTP, forwarding to a remote gRPC server")
+    add_settings_arguments(gateway, only=GATEWAY_SETTINGS)
+    gateway.set_defaults(run=_run_server)
 
     predict = commands.add_parser("predict", help="classify images with a running server")
     predict.add_argument("images", nargs="+", metavar="IMAGE")

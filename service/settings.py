@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     grace_period_s: float = Field(
         10.0, ge=0, description="seconds in-flight calls get to finish on shutdown"
     )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="HTTP requests' deadline, decoding, queueing and inference included"
+    )
+    grpc_upstream: str | None = Field(
+        None, description="`classify gateway` only: the gRPC server HOST:PORT to forward to"
+    )
     log_level: str = Field("INFO", description="logging level")
 
     def summary(self) -> str:
@@ -54,10 +60,12 @@ class Settings(BaseSettings):
         return "\n".join(f"  {name} = {value}" for name, value in self.model_dump().items())
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, *, only: set[str] | None = None) -> None:
+def add_settings_arguments(
+    parser: argparse.ArgumentParser, *, only: set[str] | None = None, exclude: set[str] = frozenset()
+) -> None:
     """Add one flag per settings field; flags left out keep the env/default value."""
     for name, field in Settings.model_fields.items():
-        if only is not None and name not in only:
+        if (only is not None and name not in only) or name in exclude:
             continue
         flag = "--" + name.replace("_", "-")
         env = "CLASSIFY_" + name.upper()

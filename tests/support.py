@@ -130,3 +130,47 @@ def start_server(weights: Path, log_dir: Path, *extra: str, wait: bool = True) -
             server.process.kill()
             raise
     return server
+
+
+@dataclass
+class GatewayProcess:
+    """A standalone `classify gateway --grpc-upstream` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    http_port: int
+    log_path: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+def start_gateway(upstream: str, log_dir: Path, timeout: float = 60.0) -> GatewayProcess:
+    """Start a standalone gateway in front of ``upstream`` and wait until /readyz is 200."""
+    import httpx
+
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"gateway-{port}.log"
+    args = [sys.executable, "-m", "service.cli", "gateway", "--host", "127.0.0.1",
+            "--http-port", str(port), "--grpc-upstream", upstream]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    gateway = GatewayProcess(process, port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{gateway.http_url}/readyz", timeout=2).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise TimeoutError(f"gateway not ready after {timeout} s:\n{log_path.read_text()}")

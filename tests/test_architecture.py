@@ -28,3 +28,14 @@ def test_readme_documents_every_setting() -> None:
     for name in Settings.model_fields:
         flag, env = "--" + name.replace("_", "-"), "CLASSIFY_" + name.upper()
         assert f"| `{flag}` | `{env}` |" in readme, f"README's configuration table lacks {flag}"
+
+
+def test_readme_has_a_curl_example_for_every_route() -> None:
+    from http_gateway.app import create_app
+    from http_gateway.backends import InProcessBackend
+    from service.core.engine import EngineRef
+
+    app = create_app(InProcessBackend({}, EngineRef()), max_request_bytes=1 << 20, request_timeout_s=1)
+    readme = (REPO / "README.md").read_text()
+    for path in app.openapi()["paths"]:
+        assert f"http://127.0.0.1:8000{path.replace('{name}', 'resnet18')}" in readme, path

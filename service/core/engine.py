@@ -208,13 +208,18 @@ class EngineRef:
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
+        self._draining = False
 
     def set(self, engine: Engine) -> None:
         self._engine = engine
 
+    def drain(self) -> None:
+        """Report not ready from now on (shutdown has begun); calls in flight still finish."""
+        self._draining = True
+
     @property
     def ready(self) -> bool:
-        return self._engine is not None and self._engine.ready
+        return self._engine is not None and self._engine.ready and not self._draining
 
     def get(self) -> Engine:
         engine = self._engine

@@ -1,0 +1,79 @@
+"""The gateway application: routes from the proto, the tutorial's routes, health, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from classify import classify_pb2 as tutorial_pb
+from classify.v1 import classify_pb2 as pb
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from google.protobuf.descriptor import ServiceDescriptor
+from google.rpc import status_pb2
+from grpc_health.v1 import health_pb2
+
+from http_gateway.backends import RpcBackend
+from http_gateway.errors import install_error_handlers
+from http_gateway.json_schema import component_schemas
+from http_gateway.limits import BodyLimitMiddleware
+from http_gateway.routes import http_routes
+from http_gateway.rpc_routes import add_rpc_routes, message_to_json
+from http_gateway.tutorial_routes import add_tutorial_routes
+
+SERVICES: tuple[ServiceDescriptor, ...] = (pb.DESCRIPTOR.services_by_name["ClassifierService"],)
+
+
+def create_app(
+    backend: RpcBackend,
+    *,
+    max_request_bytes: int,
+    request_timeout_s: float,
+    services: Sequence[ServiceDescriptor] = SERVICES,
+) -> FastAPI:
+    """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream)."""
+    app = FastAPI(
+        title="classify",
+        summary="Image classification: top-K ImageNet classes over HTTP (derived from classify.proto)",
+        version="1",
+    )
+    install_error_handlers(app)
+    routes = http_routes(services)
+    add_rpc_routes(app, routes, backend, request_timeout_s)
+    add_tutorial_routes(app, backend, request_timeout_s)
+    _add_health_routes(app, backend)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
+
+    requests = [r.method.input_type for r in routes]
+    responses = [r.method.output_type for r in routes] + [status_pb2.Status.DESCRIPTOR]
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            loose = component_schemas(requests, emitted_defaults=False)
+            strict = component_schemas(responses, emitted_defaults=True)
+            # A message used both ways gets the request form (no `required`).
+            schemas.update({**strict, **loose})
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _health_json(serving: bool) -> dict[str, Any]:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    return message_to_json(health_pb2.HealthCheckResponse(status=status))
+
+
+def _add_health_routes(app: FastAPI, backend: RpcBackend) -> None:
+    @app.get("/healthz", tags=["health"], summary="liveness: the process answers")
+    async def healthz() -> JSONResponse:
+        return JSONResponse(_health_json(True))
+
+    @app.get("/readyz", tags=["health"], summary="readiness: the model is loaded and warm (as grpc.health.v1)")
+    async def readyz() -> JSONResponse:
+        ready = await backend.ready()
+        return JSONResponse(_health_json(ready), status_code=200 if ready else 503)

@@ -1,0 +1,86 @@
+"""The one table from core errors to HTTP statuses, and the handlers that apply it.
+
+Bodies are ``google.rpc.Status`` in proto3 JSON (``code``, ``message``,
+``details``), as grpc-gateway and Google APIs answer; never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from google.protobuf import json_format
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.api.convert import error_status
+from service.core.errors import INTERNAL_MESSAGE, ErrorCode, Internal, InvalidArgument, NotFound, Overloaded, ServiceError
+
+logger = logging.getLogger(__name__)
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.CANCELLED: 499,
+    ErrorCode.INVALID_ARGUMENT: 400,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.RESOURCE_EXHAUSTED: 413,  # input too large; Overloaded is 429 (below)
+    ErrorCode.FAILED_PRECONDITION: 400,
+    ErrorCode.INTERNAL: 500,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.UNAUTHENTICATED: 401,
+}
+OVERLOADED_STATUS = 429
+
+
+def http_status(error: ServiceError) -> int:
+    return OVERLOADED_STATUS if isinstance(error, Overloaded) else HTTP_STATUS[error.code]
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    headers = {}
+    if isinstance(error, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    if error.code == ErrorCode.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = "Bearer"
+    body = json_format.MessageToDict(error_status(error), always_print_fields_with_no_presence=True)
+    return JSONResponse(body, status_code=http_status(error), headers=headers)
+
+
+def _framework_error(status: int, detail: str) -> ServiceError:
+    """Errors raised by Starlette itself (unknown route, wrong method) in our vocabulary."""
+    if status == 404:
+        return NotFound(detail)
+    if 400 <= status < 500:
+        error = InvalidArgument(detail)
+        return error
+    return Internal(INTERNAL_MESSAGE)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_service_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ServiceError)
+        return error_response(error)
+
+    async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        return error_response(InvalidArgument(f"invalid request: {problems}"))
+
+    async def on_http_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        response = error_response(_framework_error(error.status_code, str(error.detail)))
+        response.status_code = error.status_code  # keep 405, 404... as Starlette decided
+        return response
+
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+        return error_response(Internal(INTERNAL_MESSAGE))
+
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
