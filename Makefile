@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Fetching is best-effort: offline, `classify serve` falls back to the bundled
+# pretrained model and says so loudly. Serving itself never downloads.
 serve: install
+	$(BIN)/classify weights fetch resnet18 || echo "make serve: continuing without ResNet18 weights"
 	$(BIN)/classify serve
 
 test: install

@@ -17,7 +17,8 @@ from service.core.batching import BatchingConfig
 from service.core.engine import Engine, EngineRef
 from service.core.errors import StartupError
 from service.core.images import ImageLimits
-from service.core.models import ModelSpec, load_model
+from service.core.catalog import model_specs
+from service.core.models import load_model
 from service.grpc_server.server import CLASSIFIER_SERVICES, GrpcServer
 from service.settings import Settings
 
@@ -25,19 +26,20 @@ logger = logging.getLogger(__name__)
 
 
 def build_engine(settings: Settings) -> Engine:
-    """Load and verify the model, then warm it up (blocking; run off the event loop)."""
+    """Load and verify the models, then warm them up (blocking; run off the event loop)."""
     # One explicit thread budget: inference gets torch_threads, decoding its
     # own pool; inter-op parallelism is unused by these networks.
     torch.set_num_threads(settings.torch_threads)
-    spec = ModelSpec(
-        name="resnet18",
-        architecture="resnet18",
-        weights=settings.weights,
-        labels_file=settings.labels,
-        weights_sha256=settings.weights_sha256,
+    specs = model_specs(
+        settings.model,
+        resnet18_weights=settings.weights,
+        resnet18_sha256=settings.weights_sha256,
+        default_labels=settings.labels,
+        # An explicit --weights that is missing is a mistake to report, not to paper over.
+        allow_fallback="weights" not in settings.model_fields_set,
     )
     engine = Engine(
-        [load_model(spec)],
+        [load_model(spec) for spec in specs],
         limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
         batching=BatchingConfig(
             max_batch_size=settings.batch_max_size,

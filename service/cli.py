@@ -70,6 +70,38 @@ def _predict(args: argparse.Namespace) -> int:
     return status
 
 
+def _weights_fetch(args: argparse.Namespace) -> int:
+    from service.core.weights import OFFICIAL_WEIGHTS
+    from service.weights_store import FetchError, fetch
+
+    try:
+        path = fetch(OFFICIAL_WEIGHTS[args.model], Path(args.dir), url=args.url, timeout=args.timeout)
+    except FetchError as error:
+        print(f"classify weights fetch: {error}", file=sys.stderr)
+        return 1
+    print(f"{path}: verified")
+    return 0
+
+
+def _weights_scan(args: argparse.Namespace) -> int:
+    from service.weights_store import scan
+
+    entries = scan(Path(args.dir))
+    if args.weights_command == "list":
+        print(f"{'model':<12} {'size':>12}  {'sha256':<16} {'status':<10} file")
+    for entry in entries:
+        status = "verified" if entry.verified else "FAILED"
+        if args.weights_command == "list":
+            print(f"{entry.model:<12} {entry.size:>12,}  {entry.sha256[:16]} {status:<10} {entry.path}")
+        elif not entry.verified:
+            print(f"{entry.path}: FAILED: {entry.note}", file=sys.stderr)
+        else:
+            print(f"{entry.path}: verified ({entry.note})")
+    if not entries:
+        print(f"no weights files in {args.dir}", file=sys.stderr)
+    return 0 if all(entry.verified for entry in entries) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser("gateway", help="serve only HTTP, forwarding to a remote gRPC server")
     add_settings_arguments(gateway, only=GATEWAY_SETTINGS)
     gateway.set_defaults(run=_run_server)
+
+    weights = commands.add_parser("weights", help="fetch, list and verify weights files")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True)
+    fetch = weights_commands.add_parser("fetch", help="download an official weights file, verified")
+    fetch.add_argument("model", choices=["resnet18"])
+    fetch.add_argument("--url", default=None, help="a mirror of the official file (same bytes)")
+    fetch.add_argument("--timeout", type=float, default=10.0, help="network timeout in seconds")
+    listing = weights_commands.add_parser("list", help="show weights files and their status")
+    verify = weights_commands.add_parser("verify", help="re-check every file's digest")
+    for command in (fetch, listing, verify):
+        command.add_argument("--dir", default="weights", help="weights directory (default: weights)")
+    weights.set_defaults(run=lambda a: _weights_fetch(a) if a.weights_command == "fetch" else _weights_scan(a))
 
     predict = commands.add_parser("predict", help="classify images with a running server")
     predict.add_argument("images", nargs="+", metavar="IMAGE")

@@ -22,13 +22,21 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="address both servers listen on")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one)")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP gateway port (0 picks a free one)")
+    model: list[str] = Field(
+        default_factory=list,
+        description="model to serve, repeatable, the first is the default: resnet18, efficientnet_lite0 "
+        "or NAME=ARCH:WEIGHTS[:LABELS]; none given: resnet18 if its weights are present, else "
+        "efficientnet_lite0 (env: a JSON list)",
+    )
     weights: Path = Field(
-        Path("weights/resnet18-f37072fd.pth"), description="ResNet18 weights file (state dict)"
+        Path("weights/resnet18-f37072fd.pth"), description="weights file of the `resnet18` model"
     )
     weights_sha256: str | None = Field(
         None, description="expected SHA-256 of --weights (default: pinned or from the file name)"
     )
-    labels: Path | None = Field(None, description="labels file, one class name a line")
+    labels: Path | None = Field(
+        None, description="labels file (one class a line) for NAME=ARCH:WEIGHTS models that name none"
+    )
     max_request_bytes: int = Field(
         32 * _MIB, ge=1024, description="largest gRPC message / HTTP body accepted"
     )
@@ -69,12 +77,15 @@ def add_settings_arguments(
             continue
         flag = "--" + name.replace("_", "-")
         env = "CLASSIFY_" + name.upper()
+        repeated = field.annotation == list[str]
+        default = "none" if repeated else field.default
         parser.add_argument(
             flag,
             dest=name,
             default=None,
+            action="append" if repeated else "store",
             metavar=name.split("_")[-1].upper(),
-            help=f"{field.description} (env {env}, default {field.default})",
+            help=f"{field.description} (env {env}, default {default})",
         )
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.support import ServerProcess, random_resnet18_weights, real_photos, start_server
 
+INSECT_LABELS = ("ant", "bee", "wasp")
+
 
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -32,3 +34,27 @@ def server(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(server.grpc_address) as open_channel:
         yield open_channel
+
+
+@pytest.fixture(scope="session")
+def custom_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 3-class 'fine-tuned' ResNet18 and its labels file."""
+    directory = tmp_path_factory.mktemp("custom")
+    labels = directory / "insects.txt"
+    labels.write_text("\n".join(INSECT_LABELS) + "\n")
+    return random_resnet18_weights(directory, seed=7, num_classes=len(INSECT_LABELS)), labels
+
+
+@pytest.fixture(scope="session")
+def models_server(
+    weights: Path, custom_weights: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """Three models at once: the bundled pretrained one (default), ResNet18, a custom one."""
+    custom, labels = custom_weights
+    running = start_server(
+        weights, tmp_path_factory.mktemp("models_server"),
+        "--model", "efficientnet_lite0", "--model", "resnet18",
+        "--model", f"insects=resnet18:{custom}", "--labels", str(labels),
+    )
+    yield running
+    running.stop()

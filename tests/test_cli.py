@@ -50,3 +50,40 @@ def test_serve_refuses_unverifiable_weights_with_a_clear_message(tmp_path: Path,
 def test_serve_rejects_bad_settings(tmp_path: Path) -> None:
     result = _classify("serve", "--grpc-port", "not-a-port")
     assert result.returncode == 2 and "grpc_port" in result.stderr
+
+
+def test_serve_without_resnet18_weights_serves_the_bundled_model_loudly(tmp_path: Path) -> None:
+    """What `make serve` does on a fresh machine that cannot fetch ResNet18."""
+    import grpc
+    from classify.v1 import classify_pb2 as pb
+    from classify.v1 import classify_pb2_grpc as pb_grpc
+
+    from tests.support import ServerProcess
+
+    grpc_port, http_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1",
+             "--grpc-port", str(grpc_port), "--http-port", str(http_port)],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,  # no weights/ directory here
+        )
+    server = ServerProcess(process, grpc_port, http_port, log)
+    try:
+        server.wait_serving()
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            reply = pb_grpc.ClassifierServiceStub(channel).Classify(
+                pb.ClassifyRequest(image=skimage_photo("coffee.png")), timeout=30
+            )
+        assert reply.model == "efficientnet_lite0" and reply.predictions[0].label == "espresso"
+        assert "classify weights fetch resnet18" in server.log()
+    finally:
+        assert server.stop() == 0
+
+
+def test_explicit_missing_weights_is_an_error_not_a_fallback(tmp_path: Path) -> None:
+    result = _classify(
+        "serve", "--host", "127.0.0.1", "--grpc-port", str(free_port()), "--http-port", str(free_port()),
+        "--weights", str(tmp_path / "resnet18-f37072fd.pth"),
+    )
+    assert result.returncode == 2 and "does not exist" in result.stderr

