@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test gen lint-proto
+.PHONY: install serve test gen lint-proto audit
 
 install: $(STAMP)
 
@@ -31,3 +31,7 @@ gen: install
 lint-proto: install
 	$(BIN)/buf lint
 	$(BIN)/buf format --exit-code --diff
+
+# Known-vulnerability audit of everything installed in .venv (needs pypi.org's JSON API).
+audit: install
+	$(BIN)/pip-audit --progress-spinner off --skip-editable

@@ -13,11 +13,16 @@ from fastapi.responses import JSONResponse
 from google.protobuf.descriptor import ServiceDescriptor
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from http_gateway.backends import RpcBackend
+from service.auth import TokenVerifier
 from http_gateway.errors import install_error_handlers
 from http_gateway.json_schema import component_schemas
 from http_gateway.limits import BodyLimitMiddleware
+from http_gateway.middleware import CallMiddleware
 from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
 from http_gateway.tutorial_routes import add_tutorial_routes
@@ -30,6 +35,8 @@ def create_app(
     *,
     max_request_bytes: int,
     request_timeout_s: float,
+    verifier: TokenVerifier | None = None,
+    docs: bool = True,
     services: Sequence[ServiceDescriptor] = SERVICES,
 ) -> FastAPI:
     """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream)."""
@@ -37,6 +44,9 @@ def create_app(
         title="classify",
         summary="Image classification: top-K ImageNet classes over HTTP (derived from classify.proto)",
         version="1",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
     routes = http_routes(services)
@@ -44,6 +54,8 @@ def create_app(
     add_tutorial_routes(app, backend, request_timeout_s)
     _add_health_routes(app, backend)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
+    app.add_middleware(CallMiddleware, verifier=verifier)  # added last: runs first
+    app.add_route("/metrics", _metrics, include_in_schema=False)
 
     requests = [r.method.input_type for r in routes]
     responses = [r.method.output_type for r in routes] + [status_pb2.Status.DESCRIPTOR]
@@ -63,6 +75,11 @@ def create_app(
     return app
 
 
+async def _metrics(request: Request) -> Response:
+    """Prometheus text exposition of every metric of this process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
 def _health_json(serving: bool) -> dict[str, Any]:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     return message_to_json(health_pb2.HealthCheckResponse(status=status))
@@ -73,7 +90,12 @@ def _add_health_routes(app: FastAPI, backend: RpcBackend) -> None:
     async def healthz() -> JSONResponse:
         return JSONResponse(_health_json(True))
 
-    @app.get("/readyz", tags=["health"], summary="readiness: the model is loaded and warm (as grpc.health.v1)")
+    not_ready = {503: {"description": "not ready: loading or shutting down", "content": {"application/json": {}}}}
+
+    @app.get(
+        "/readyz", tags=["health"], summary="readiness: the model is loaded and warm (as grpc.health.v1)",
+        responses=not_ready,
+    )
     async def readyz() -> JSONResponse:
         ready = await backend.ready()
         return JSONResponse(_health_json(ready), status_code=200 if ready else 503)

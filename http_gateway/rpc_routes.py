@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from starlette.datastructures import UploadFile
@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from http_gateway.backends import RpcBackend
 from http_gateway.json_schema import Schema, field_schema, schema_ref
 from http_gateway.routes import HttpRoute
-from service.core.errors import InvalidArgument
+from service.core.errors import Cancelled, InvalidArgument
 
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
 UPLOAD_SUFFIX = ":upload"
@@ -50,6 +50,27 @@ def _parse_fields(values: dict[str, Any], message_class: type[Message]) -> Messa
         raise InvalidArgument(f"invalid request parameter: {error}") from None
 
 
+async def call_backend(
+    request: Request, backend: RpcBackend, method: MethodDescriptor, message: Message, timeout: float
+) -> Message:
+    """Call the RPC, but give up (499) as soon as the client disconnects: its work is cancelled."""
+    call = asyncio.ensure_future(backend.call(method, message, timeout))
+
+    async def client_gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(client_gone())
+    try:
+        await asyncio.wait({call, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not call.done():
+        call.cancel()
+        raise Cancelled("client disconnected")
+    return call.result()
+
+
 def _json_endpoint(route: HttpRoute, backend: RpcBackend, timeout: float) -> Endpoint:
     message_class = GetMessageClass(route.method.input_type)
 
@@ -63,7 +84,7 @@ def _json_endpoint(route: HttpRoute, backend: RpcBackend, timeout: float) -> End
                 message.MergeFrom(_parse_fields(values, message_class))
         else:
             message = _parse_fields(values, message_class)
-        response = await backend.call(route.method, message, timeout)
+        response = await call_backend(request, backend, route.method, message, timeout)
         return JSONResponse(message_to_json(response))
 
     return endpoint
@@ -84,18 +105,25 @@ def _upload_endpoint(route: HttpRoute, field: FieldDescriptor, backend: RpcBacke
             values = {**request.query_params, **{k: v for k, v in form.items() if k != UPLOAD_PART}}
         message = _parse_fields(values, message_class)
         setattr(message, field.name, data)
-        response = await backend.call(route.method, message, timeout)
+        response = await call_backend(request, backend, route.method, message, timeout)
         return JSONResponse(message_to_json(response))
 
     return endpoint
 
 
-def _responses(output: Descriptor) -> dict[int | str, Any]:
+def error_responses() -> dict[int | str, Any]:
+    """OpenAPI responses for errors: every 4xx/5xx body is a google.rpc.Status."""
     status = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}}}
     return {
-        200: {"description": "OK", "content": {"application/json": {"schema": schema_ref(output)}}},
         "4XX": {"description": "client error (google.rpc.Status)", **status},
         "5XX": {"description": "server error (google.rpc.Status)", **status},
+    }
+
+
+def _responses(output: Descriptor) -> dict[int | str, Any]:
+    return {
+        200: {"description": "OK", "content": {"application/json": {"schema": schema_ref(output)}}},
+        **error_responses(),
     }
 
 

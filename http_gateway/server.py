@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,10 +21,19 @@ class _EmbeddedUvicorn(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Certificate chain and key to serve with; a client CA makes client certificates mandatory."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
 class HttpServer:
     """The gateway on a socket bound up front (so port 0 works and the port is known)."""
 
-    def __init__(self, app: FastAPI, host: str, port: int, grace_period_s: float) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, grace_period_s: float, tls: TlsFiles | None = None) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -33,6 +45,10 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=max(1, int(grace_period_s)),
+            ssl_certfile=tls.cert if tls else None,
+            ssl_keyfile=tls.key if tls else None,
+            ssl_ca_certs=str(tls.client_ca) if tls and tls.client_ca else None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.client_ca else ssl.CERT_NONE,
         )
         self._server = _EmbeddedUvicorn(config)
 

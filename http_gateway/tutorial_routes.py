@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
-from fastapi import FastAPI, File, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from classify import classify_pb2 as tutorial_pb
 from http_gateway.backends import RpcBackend
-from http_gateway.rpc_routes import message_to_json
+from http_gateway.rpc_routes import call_backend, error_responses, message_to_json
 from service.core.errors import InvalidArgument
 
 PREDICT = tutorial_pb.DESCRIPTOR.services_by_name["Classifier"].methods_by_name["Predict"]
@@ -26,19 +25,23 @@ class B64ImageRequest(BaseModel):
 
 
 def add_tutorial_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
-    async def predict(image: bytes, topk: int) -> JSONResponse:
-        response = await backend.call(PREDICT, tutorial_pb.ImageRequest(image=image, topk=topk), timeout)
+    async def predict(request: Request, image: bytes, topk: int) -> JSONResponse:
+        try:
+            message = tutorial_pb.ImageRequest(image=image, topk=topk)
+        except ValueError:  # topk outside int32
+            raise InvalidArgument(f"topk must be a 32-bit integer; got {topk}") from None
+        response = await call_backend(request, backend, PREDICT, message, timeout)
         # The tutorial's shape {"topk": [{"label", "prob"}]} is PredictionResponse's JSON.
         return JSONResponse(message_to_json(response, proto_names=True))
 
-    @app.post("/predict/file", tags=[TAG], summary="classify an uploaded image (tutorial route)")
-    async def predict_file(file: UploadFile = File(...), topk: int = 5) -> JSONResponse:
-        return await predict(await file.read(), topk)
+    @app.post("/predict/file", tags=[TAG], summary="classify an uploaded image (tutorial route)", responses=error_responses())
+    async def predict_file(request: Request, file: UploadFile = File(...), topk: int = 5) -> JSONResponse:
+        return await predict(request, await file.read(), topk)
 
-    @app.post("/predict/b64", tags=[TAG], summary="classify a base64 image (tutorial route)")
-    async def predict_b64(req: B64ImageRequest) -> JSONResponse:
+    @app.post("/predict/b64", tags=[TAG], summary="classify a base64 image (tutorial route)", responses=error_responses())
+    async def predict_b64(request: Request, req: B64ImageRequest) -> JSONResponse:
         try:
             image = base64.b64decode(req.image_base64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII characters
             raise InvalidArgument("image_base64 is not valid base64") from None
-        return await predict(image, req.topk)
+        return await predict(request, image, req.topk)

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import signal
 
+import grpc
 import torch
 
 from http_gateway.app import create_app
 from http_gateway.backends import GrpcUpstreamBackend, InProcessBackend
-from http_gateway.server import HttpServer
+from http_gateway.server import HttpServer, TlsFiles
+from service.auth import TokenVerifier, load_tokens
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.core.batching import BatchingConfig
@@ -48,6 +50,7 @@ def build_engine(settings: Settings) -> Engine:
         ),
         decode_workers=settings.decode_workers,
         max_batch_images=settings.max_batch_images,
+        max_in_flight=settings.queue_size,
     )
     engine.warm_up()
     return engine
@@ -61,24 +64,59 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def _verifier(settings: Settings) -> TokenVerifier | None:
+    tokens = load_tokens((t.get_secret_value() for t in settings.auth_tokens), settings.auth_token_file)
+    if not tokens and settings.auth_token_file is None:
+        return None
+    return TokenVerifier(tokens)
+
+
+def _tls(settings: Settings) -> TlsFiles | None:
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return TlsFiles(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+
+
+def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
+    if tls is None:
+        return None
+    try:
+        pair = (tls.key.read_bytes(), tls.cert.read_bytes())
+        client_ca = tls.client_ca.read_bytes() if tls.client_ca else None
+    except OSError as error:
+        raise StartupError(f"TLS files cannot be read: {error}") from None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
 async def serve(settings: Settings) -> int:
     """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
     logger.info("starting with settings:\n%s", settings.summary())
+    verifier, tls = _verifier(settings), _tls(settings)
     engine_ref = EngineRef()
     classifier, tutorial = ClassifierServiceApi(engine_ref), TutorialClassifierApi(engine_ref)
-    grpc_server = GrpcServer(classifier, tutorial, max_message_bytes=settings.max_request_bytes)
-    grpc_port = grpc_server.listen(settings.host, settings.grpc_port)
+    grpc_server = GrpcServer(
+        classifier,
+        tutorial,
+        max_message_bytes=settings.max_request_bytes,
+        verifier=verifier,
+        reflection_enabled=settings.reflection,
+    )
+    grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
         InProcessBackend(dict(zip(CLASSIFIER_SERVICES, (classifier, tutorial), strict=True)), engine_ref),
         max_request_bytes=settings.max_request_bytes,
         request_timeout_s=settings.request_timeout_s,
+        verifier=verifier,
+        docs=settings.docs,
     )
-    http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s)
+    http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s, tls)
     await grpc_server.start()
     http_task = asyncio.create_task(http_server.serve())
     logger.info(
-        "listening: gRPC %s:%d, HTTP %s:%d (not ready until the model is warm)",
+        "listening: gRPC %s:%d, HTTP %s:%d%s%s (not ready until the model is warm)",
         settings.host, grpc_port, settings.host, http_server.port,
+        ", TLS" + (" with client certificates" if tls and tls.client_ca else "") if tls else "",
+        ", bearer tokens required" if verifier else "",
     )
 
     stop = _stop_event()
@@ -101,8 +139,21 @@ async def serve(settings: Settings) -> int:
             logger.info("serving model %s (%s) weights sha256=%s", info.name, info.architecture, info.weights_sha256)
         logger.info("ready")
         await stopped
+    # Drain in this order: report NOT_SERVING and refuse new calls with
+    # UNAVAILABLE / 503 (listeners stay open, so clients get a clear answer),
+    # let every admitted image finish, then close the listeners.
     logger.info("shutting down: health NOT_SERVING, draining for up to %.1f s", settings.grace_period_s)
     engine_ref.drain()
+    await grpc_server.set_not_serving()
+    if engine is not None:
+        in_flight = engine.in_flight
+        drained, _ = await asyncio.gather(
+            engine.drained(settings.grace_period_s),
+            # Keep refusing cleanly for a while: load balancers and clients see
+            # NOT_SERVING / UNAVAILABLE before the listeners disappear.
+            asyncio.sleep(settings.shutdown_delay_s),
+        )
+        logger.info("drained %d in-flight images%s", in_flight, "" if drained else " (grace period ran out)")
     http_server.stop()
     await asyncio.gather(grpc_server.stop(settings.grace_period_s), http_task)
     if engine is not None:
@@ -118,9 +169,13 @@ async def serve_gateway(settings: Settings) -> int:
     logger.info("starting gateway with settings:\n%s", settings.summary())
     backend = GrpcUpstreamBackend(settings.grpc_upstream, settings.max_request_bytes)
     app = create_app(
-        backend, max_request_bytes=settings.max_request_bytes, request_timeout_s=settings.request_timeout_s
+        backend,
+        max_request_bytes=settings.max_request_bytes,
+        request_timeout_s=settings.request_timeout_s,
+        verifier=_verifier(settings),
+        docs=settings.docs,
     )
-    http_server = HttpServer(app, settings.host, settings.http_port, settings.grace_period_s)
+    http_server = HttpServer(app, settings.host, settings.http_port, settings.grace_period_s, _tls(settings))
     http_task = asyncio.create_task(http_server.serve())
     logger.info("HTTP gateway on %s:%d -> gRPC %s", settings.host, http_server.port, settings.grpc_upstream)
     await _stop_event().wait()

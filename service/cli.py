@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.core.errors import StartupError
+from service.request_context import configure_logging
 from service.settings import add_settings_arguments, settings_from_args
 
 GATEWAY_SETTINGS = {
-    "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s", "log_level",
+    "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s",
+    "auth_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "docs", "log_level", "log_format",
 }
 
 
@@ -24,10 +26,7 @@ def _run_server(args: argparse.Namespace) -> int:
     except ValueError as error:  # pydantic's ValidationError names the bad setting
         print(f"classify serve: invalid configuration:\n{error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format == "json")
     from service import app  # heavy imports (torch) only for serving
 
     entry = app.serve if args.command == "serve" else app.serve_gateway

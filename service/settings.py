@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CPUS = os.cpu_count() or 1
@@ -49,11 +49,16 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(
         2.0, ge=0, description="longest wait for a batch to fill, in milliseconds"
     )
-    queue_size: int = Field(64, ge=1, description="images waiting for inference before shedding load")
+    queue_size: int = Field(
+        128, ge=1, description="images admitted (decoding, queued or in inference) before shedding load"
+    )
     decode_workers: int = Field(_CPUS, ge=1, description="threads decoding and preprocessing images")
     torch_threads: int = Field(_CPUS, ge=1, description="intra-op threads of PyTorch inference")
     grace_period_s: float = Field(
         10.0, ge=0, description="seconds in-flight calls get to finish on shutdown"
+    )
+    shutdown_delay_s: float = Field(
+        1.0, ge=0, description="seconds new calls get UNAVAILABLE / 503 on shutdown before the listeners close"
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="HTTP requests' deadline, decoding, queueing and inference included"
@@ -61,7 +66,29 @@ class Settings(BaseSettings):
     grpc_upstream: str | None = Field(
         None, description="`classify gateway` only: the gRPC server HOST:PORT to forward to"
     )
+    auth_tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="bearer tokens accepted on both transports (health excepted); env only, a JSON list",
+        json_schema_extra={"flag": False},  # never on a command line, where `ps` shows it
+    )
+    auth_token_file: Path | None = Field(None, description="file of accepted bearer tokens, one a line")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve gRPC and HTTP over TLS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of --tls-cert-file")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: require client certificates it signed (mTLS)"
+    )
+    reflection: bool = Field(True, description="serve gRPC server reflection")
+    docs: bool = Field(True, description="serve /docs and /openapi.json")
     log_level: str = Field("INFO", description="logging level")
+    log_format: Literal["json", "text"] = Field("json", description="log lines as JSON objects or plain text")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("--tls-cert-file and --tls-key-file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("--tls-client-ca-file (mTLS) needs --tls-cert-file and --tls-key-file")
+        return self
 
     def summary(self) -> str:
         """One line per setting, for the start-up log."""
@@ -74,6 +101,8 @@ def add_settings_arguments(
     """Add one flag per settings field; flags left out keep the env/default value."""
     for name, field in Settings.model_fields.items():
         if (only is not None and name not in only) or name in exclude:
+            continue
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("flag") is False:
             continue
         flag = "--" + name.replace("_", "-")
         env = "CLASSIFY_" + name.upper()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.core.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Overloaded, Unavailable
+from service.metrics import BATCH_SIZE, CANCELLED, INFERENCE_SECONDS, QUEUE_DEPTH
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Batcher:
         self._config = config
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=config.max_queue)
         self._closed = False
+        self._name = name
+        QUEUE_DEPTH.labels(name).set_function(self._queue.qsize)
         self._thread = threading.Thread(target=self._serve, name=f"inference-{name}", daemon=True)
         self._thread.start()
 
@@ -101,6 +104,7 @@ class Batcher:
         for job in jobs:
             # A cancelled request (client gone) never takes a batch slot.
             if not job.future.set_running_or_notify_cancel():
+                CANCELLED.labels(self._name).inc()
                 continue
             if job.deadline is not None and now >= job.deadline:
                 job.future.set_exception(DeadlineExceeded("deadline exceeded while queued"))
@@ -108,8 +112,11 @@ class Batcher:
             live.append(job)
         if not live:
             return
+        BATCH_SIZE.labels(self._name).observe(len(live))
+        started = time.perf_counter()
         try:
             probabilities = self._run_batch(np.stack([job.inputs for job in live]))
+            INFERENCE_SECONDS.labels(self._name).observe(time.perf_counter() - started)
         except Exception:
             logger.exception("inference failed for a batch of %d", len(live))
             for job in live:

@@ -18,11 +18,13 @@ from service.core.errors import (
     Internal,
     InvalidArgument,
     NotFound,
+    Overloaded,
     ServiceError,
     Unavailable,
 )
 from service.core.images import ImageLimits, decode_image
 from service.core.models import LoadedModel, ModelInfo
+from service.metrics import IN_FLIGHT, MODEL_READY, PREPROCESS_SECONDS, SHED
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Engine:
         batching: BatchingConfig,
         decode_workers: int,
         max_batch_images: int,
+        max_in_flight: int,
     ) -> None:
         if not models:
             raise ValueError("an engine needs at least one model")
@@ -80,6 +83,12 @@ class Engine:
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         self._ready = False
         self._closed = False
+        # Admission control: images decoding, queued or in inference. Counted
+        # on the event loop only, so no lock is needed.
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def ready(self) -> bool:
@@ -111,6 +120,7 @@ class Engine:
             for future in futures:
                 future.result()
             logger.info("warmed up model %s in %.2f s", name, time.perf_counter() - started)
+            MODEL_READY.labels(name).set(1)
         self._ready = True
 
     async def classify(
@@ -121,13 +131,44 @@ class Engine:
             raise Unavailable("server is shutting down")
         loaded = self._resolve(model)
         k = _checked_top_k(top_k, loaded.info.num_classes)
-        if timeout is None:
-            return await self._classify(image, k, loaded, None)
+        if self._in_flight >= self._max_in_flight:
+            SHED.inc()
+            raise Overloaded(
+                f"server at capacity ({self._max_in_flight} images in flight); retry later",
+                retry_after=1.0,
+            )
+        self._admit(+1)
+        try:
+            if timeout is None:
+                return await self._classify(image, k, loaded, None)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self._classify(image, k, loaded, time.monotonic() + timeout)
+            except TimeoutError:
+                raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
+        finally:
+            self._admit(-1)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no image is in flight; False if ``timeout`` passed first."""
         try:
             async with asyncio.timeout(timeout):
-                return await self._classify(image, k, loaded, time.monotonic() + timeout)
+                await self._idle.wait()
         except TimeoutError:
-            raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
+            return False
+        return True
+
+    def _admit(self, delta: int) -> None:
+        self._in_flight += delta
+        IN_FLIGHT.set(self._in_flight)
+        if self._in_flight == 0:
+            self._idle.set()
+        else:
+            self._idle.clear()
 
     async def classify_batch(
         self, items: Sequence[ClassifyItem], timeout: float | None = None
@@ -148,6 +189,8 @@ class Engine:
     def close(self) -> None:
         """Stop taking requests, finish queued inference, release the threads."""
         self._closed = True
+        for name in self._models:
+            MODEL_READY.labels(name).set(0)
         for batcher in self._batchers.values():
             batcher.close()
         self._decode_pool.shutdown(wait=True, cancel_futures=True)
@@ -172,7 +215,10 @@ class Engine:
         return _top_k(row, k, loaded.info)
 
     def _prepare(self, image: bytes, loaded: LoadedModel) -> np.ndarray:
-        return loaded.preprocessing(decode_image(image, self._limits))
+        started = time.perf_counter()
+        inputs = loaded.preprocessing(decode_image(image, self._limits))
+        PREPROCESS_SECONDS.labels(loaded.info.name).observe(time.perf_counter() - started)
+        return inputs
 
 
 def _checked_top_k(top_k: int, num_classes: int) -> int:
@@ -214,8 +260,11 @@ class EngineRef:
         self._engine = engine
 
     def drain(self) -> None:
-        """Report not ready from now on (shutdown has begun); calls in flight still finish."""
+        """Refuse new calls (UNAVAILABLE) and report not ready; calls in flight still finish."""
         self._draining = True
+        if self._engine is not None:
+            for info in self._engine.models:
+                MODEL_READY.labels(info.name).set(0)
 
     @property
     def ready(self) -> bool:
@@ -225,4 +274,6 @@ class EngineRef:
         engine = self._engine
         if engine is None:
             raise Unavailable("the model is still loading; retry shortly")
+        if self._draining:
+            raise Unavailable("server is shutting down; retry on another replica")
         return engine

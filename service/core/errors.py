@@ -33,6 +33,12 @@ class ServiceError(Exception):
         self.message = message
 
 
+class Cancelled(ServiceError):
+    """The client went away; nobody reads the answer (HTTP 499)."""
+
+    code = ErrorCode.CANCELLED
+
+
 class InvalidArgument(ServiceError):
     code = ErrorCode.INVALID_ARGUMENT
 

@@ -12,7 +12,8 @@ from grpc_reflection.v1alpha import reflection
 
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.tutorial import TutorialClassifierApi
-from service.grpc_server.errors import ErrorMappingInterceptor
+from service.auth import TokenVerifier
+from service.grpc_server.interceptor import CallInterceptor
 from service.grpc_server.servicers import ClassifierServiceServicer, TutorialClassifierServicer
 
 # Service names come from the descriptors, never from string literals.
@@ -32,9 +33,11 @@ class GrpcServer:
         tutorial: TutorialClassifierApi,
         *,
         max_message_bytes: int,
+        verifier: TokenVerifier | None = None,
+        reflection_enabled: bool = True,
     ) -> None:
         self.server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(CLASSIFIER_SERVICES)],
+            interceptors=[CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier)],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -44,14 +47,18 @@ class GrpcServer:
         tutorial_grpc.add_ClassifierServicer_to_server(TutorialClassifierServicer(tutorial), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (*CLASSIFIER_SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
-        )
+        if reflection_enabled:
+            reflection.enable_server_reflection(
+                (*CLASSIFIER_SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
+            )
 
-    def listen(self, host: str, port: int) -> int:
-        """Bind an insecure port; returns the bound port (useful with port 0)."""
+    def listen(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Bind a port (TLS when ``credentials`` are given); returns it (useful with port 0)."""
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        bound = self.server.add_insecure_port(address)
+        if credentials is None:
+            bound = self.server.add_insecure_port(address)
+        else:
+            bound = self.server.add_secure_port(address, credentials)
         if bound == 0:
             raise OSError(f"cannot listen for gRPC on {address}")
         return bound
@@ -63,9 +70,13 @@ class GrpcServer:
     async def set_serving(self) -> None:
         await self._set_all(health_pb2.HealthCheckResponse.SERVING)
 
-    async def stop(self, grace: float) -> None:
-        """Report NOT_SERVING first, then stop accepting and let in-flight calls finish."""
+    async def set_not_serving(self) -> None:
+        """Health turns NOT_SERVING for good (graceful shutdown has begun)."""
         await self.health.enter_graceful_shutdown()
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, stop accepting, let in-flight calls finish within ``grace``."""
+        await self.set_not_serving()
         await self.server.stop(grace)
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:

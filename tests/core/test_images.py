@@ -114,3 +114,10 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
     """The pixel limit rejects a real photo by its header size alone."""
     with pytest.raises(InvalidArgument, match="451x300"):
         decode_image(skimage_photo("chelsea.png"), ImageLimits(max_bytes=1 << 24, max_pixels=451 * 300 - 1))
+
+
+def test_multi_page_tiff_uses_first_page() -> None:
+    pages = [Image.new("RGB", (16, 16), colour) for colour in ((0, 255, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    assert decode_image(buffer.getvalue(), LIMITS).getpixel((0, 0)) == (0, 255, 0)

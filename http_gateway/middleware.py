@@ -1,0 +1,61 @@
+"""Per-request plumbing: request id, bearer auth (health excepted) and metrics, in one place."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from http_gateway.errors import error_response
+from service.auth import TokenVerifier
+from service.core.errors import ServiceError
+from service.metrics import REQUESTS, REQUEST_SECONDS
+from service.request_context import REQUEST_ID_HEADER, accept_request_id, request_id
+
+logger = logging.getLogger("classify.access")
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class CallMiddleware:
+    """Outermost middleware: every response, errors included, carries the request id."""
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier | None) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = accept_request_id(headers.get(REQUEST_ID_HEADER))
+        request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        try:
+            if self.verifier is not None and scope["path"] not in OPEN_PATHS:
+                try:
+                    self.verifier.check(headers.get("authorization"))
+                except ServiceError as error:
+                    await error_response(error)(scope, receive, send_with_id)
+                    return
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            # Label by route template (/v1/models/{name}), never the raw path: bounded cardinality.
+            label = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels("http", label, str(status)).inc()
+            REQUEST_SECONDS.labels("http", label).observe(elapsed)
+            logger.info("http %s %s -> %d in %.1f ms", scope["method"], scope["path"], status, 1000 * elapsed)

@@ -1,0 +1,45 @@
+"""Bearer-token authentication, shared by both transports (health is always open)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from pathlib import Path
+
+from service.core.errors import StartupError, Unauthenticated
+
+_PREFIX = "bearer "
+
+
+class TokenVerifier:
+    """Checks ``Authorization: Bearer <token>`` against the configured tokens in constant time."""
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        # Compare digests, so neither a token's length nor its prefix leaks through timing.
+        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens if t]
+        if not self._digests:
+            raise StartupError("token authentication needs at least one non-empty token")
+
+    def check(self, authorization: str | None) -> None:
+        """Raise Unauthenticated unless ``authorization`` carries a valid bearer token."""
+        if not authorization or not authorization[: len(_PREFIX)].lower() == _PREFIX:
+            raise Unauthenticated("missing bearer token: send 'authorization: Bearer <token>'")
+        candidate = hashlib.sha256(authorization[len(_PREFIX):].strip().encode()).digest()
+        matched = False
+        for digest in self._digests:  # no early exit: every token is compared
+            matched |= hmac.compare_digest(candidate, digest)
+        if not matched:
+            raise Unauthenticated("invalid bearer token")
+
+
+def load_tokens(inline: Iterable[str], token_file: Path | None) -> list[str]:
+    """Tokens from settings (env var) plus a file of one token a line (blank lines and # comments skipped)."""
+    tokens = [t for t in inline if t]
+    if token_file is not None:
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise StartupError(f"auth token file {token_file} cannot be read: {error}") from None
+        tokens += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return tokens

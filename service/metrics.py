@@ -1,0 +1,31 @@
+"""Prometheus metrics, shared by the core (batching, timing) and both transports (requests)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "classify_requests_total", "Finished requests by transport, method/route and status code.",
+    ["transport", "method", "code"],
+)
+REQUEST_SECONDS = Histogram(
+    "classify_request_duration_seconds", "Request latency by transport and method/route.",
+    ["transport", "method"], buckets=_LATENCY_BUCKETS,
+)
+PREPROCESS_SECONDS = Histogram(
+    "classify_preprocess_seconds", "Decoding plus preprocessing time of one image.", ["model"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+INFERENCE_SECONDS = Histogram(
+    "classify_inference_seconds", "Model time of one batch.", ["model"], buckets=_LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "classify_batch_size", "Images per inference batch.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+QUEUE_DEPTH = Gauge("classify_queue_depth", "Images waiting for an inference batch.", ["model"])
+IN_FLIGHT = Gauge("classify_images_in_flight", "Images admitted: decoding, queued or in inference.")
+SHED = Counter("classify_shed_total", "Images refused because the server was at capacity.")
+CANCELLED = Counter("classify_cancelled_total", "Queued images dropped because their caller left.", ["model"])
+MODEL_READY = Gauge("classify_model_ready", "1 once the model is loaded and warm, 0 while draining.", ["model"])

@@ -1,0 +1,71 @@
+"""Overload: more concurrent clients than the server admits get shed quickly; the rest are right."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
+
+from tests.support import ServerProcess, start_server
+
+
+@pytest.fixture(scope="module")
+def small_server(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server(weights, tmp_path_factory.mktemp("small"), "--queue-size", "4", "--batch-max-size", "2")
+    yield server
+    server.stop()
+
+
+def test_excess_load_is_shed_with_retry_hints(small_server: ServerProcess, photos: dict[str, bytes]) -> None:
+    image = photos["astronaut.png"]
+    outcomes: list[tuple[str, object]] = []
+    lock = threading.Lock()
+
+    def grpc_client() -> None:
+        with grpc.insecure_channel(small_server.grpc_address) as channel:
+            stub = pb_grpc.ClassifierServiceStub(channel)
+            for _ in range(3):
+                try:
+                    reply = stub.Classify(pb.ClassifyRequest(image=image, top_k=5), timeout=60)
+                    result: tuple[str, object] = ("ok", [p.probability for p in reply.predictions])
+                except grpc.RpcError as error:
+                    trailers = dict(error.trailing_metadata() or ())
+                    result = (error.code().name, trailers.get("retry-after"))
+                with lock:
+                    outcomes.append(result)
+
+    def http_client() -> None:
+        body = {"image": base64.b64encode(image).decode(), "topK": 5}
+        for _ in range(3):
+            reply = httpx.post(f"{small_server.http_url}/v1/classify", json=body, timeout=60)
+            if reply.status_code == 200:
+                result: tuple[str, object] = ("ok", [p["probability"] for p in reply.json()["predictions"]])
+            else:
+                result = (str(reply.status_code), reply.headers.get("retry-after"))
+            with lock:
+                outcomes.append(result)
+
+    threads = [threading.Thread(target=grpc_client) for _ in range(12)]
+    threads += [threading.Thread(target=http_client) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "a client hung"
+    assert len(outcomes) == 72
+    kinds = {kind for kind, _ in outcomes}
+    assert kinds <= {"ok", "RESOURCE_EXHAUSTED", "429"}, kinds
+    shed = [hint for kind, hint in outcomes if kind != "ok"]
+    assert shed, "nothing was shed with 24 clients and room for 4"
+    assert all(hint == "1" for hint in shed), shed  # Retry-After / retry-after trailer
+    for kind, probabilities in outcomes:
+        if kind == "ok":
+            assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+    print(f"{len(shed)} of {len(outcomes)} shed")
