@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test gen lint-proto audit
+.PHONY: install serve test browser gen lint-proto audit docker
 
 install: $(STAMP)
 
@@ -22,8 +22,13 @@ serve: install
 	$(BIN)/classify weights fetch resnet18 || echo "make serve: continuing without ResNet18 weights"
 	$(BIN)/classify serve
 
-test: install
+# The try-it page's end-to-end test drives Debian's Chromium (never a downloaded browser).
+test: install browser
 	$(BIN)/python -m pytest
+
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 gen: install
 	$(BIN)/buf generate
@@ -35,3 +40,9 @@ lint-proto: install
 # Known-vulnerability audit of everything installed in .venv (needs pypi.org's JSON API).
 audit: install
 	$(BIN)/pip-audit --progress-spinner off --skip-editable
+
+# Docker is not runnable on the build machine; this prints what to run where it is.
+docker:
+	@echo "docker build -t classify-service:0.1.0 ."
+	@echo "docker build --build-arg BAKE_RESNET18=1 -t classify-service:0.1.0-resnet18 ."
+	@echo "docker run -p 50051:50051 -p 8000:8000 classify-service:0.1.0"

@@ -25,6 +25,7 @@ from http_gateway.limits import BodyLimitMiddleware
 from http_gateway.middleware import CallMiddleware
 from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
+from http_gateway.try_it import add_try_it_page
 from http_gateway.tutorial_routes import add_tutorial_routes
 
 SERVICES: tuple[ServiceDescriptor, ...] = (pb.DESCRIPTOR.services_by_name["ClassifierService"],)
@@ -53,6 +54,7 @@ def create_app(
     add_rpc_routes(app, routes, backend, request_timeout_s)
     add_tutorial_routes(app, backend, request_timeout_s)
     _add_health_routes(app, backend)
+    add_try_it_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     app.add_middleware(CallMiddleware, verifier=verifier)  # added last: runs first
     app.add_route("/metrics", _metrics, include_in_schema=False)

@@ -16,7 +16,8 @@ from service.request_context import REQUEST_ID_HEADER, accept_request_id, reques
 
 logger = logging.getLogger("classify.access")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Health, and the try-it page's static files (its API calls carry the token the person types in).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/try-it/try_it.js", "/try-it/try_it.css"})
 
 
 class CallMiddleware:
