@@ -38,35 +38,36 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import grpc
-    from classify.v1 import classify_pb2 as pb
-    from classify.v1 import classify_pb2_grpc as pb_grpc
-    from google.protobuf import json_format
+    from service.client import ClassifyError, Client, to_proto_json
 
     status = 0
-    with grpc.insecure_channel(args.server) as channel:
-        stub = pb_grpc.ClassifierServiceStub(channel)
+    target = args.http if args.transport == "http" else args.server
+    with Client(target, transport=args.transport) as client:
         for name in args.images:
             path = Path(name)
             try:
-                request = pb.ClassifyRequest(image=path.read_bytes(), top_k=args.top_k, model=args.model)
-                response = stub.Classify(request, timeout=args.timeout)
+                response = client.classify(path.read_bytes(), top_k=args.top_k, model=args.model, timeout=args.timeout)
             except OSError as error:
                 print(f"{name}: cannot read: {error.strerror}", file=sys.stderr)
                 status = 1
                 continue
-            except grpc.RpcError as error:
-                print(f"{name}: {error.code().name}: {error.details()}", file=sys.stderr)
+            except ClassifyError as error:
+                print(f"{name}: {error.code}: {error.message}", file=sys.stderr)
                 status = 1
                 continue
             if args.json:
-                document = json_format.MessageToDict(response)
-                print(json.dumps({"image": name, **document}))
+                print(json.dumps({"image": name, **to_proto_json(response)}))
             else:
                 print(f"{name}  (model {response.model} @ {response.model_version})")
                 for rank, p in enumerate(response.predictions, 1):
                     print(f"  {rank:>2}. {p.label:<32} {p.probability:8.4f}  [{p.class_index}]")
     return status
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from service.bench.cli import run  # the load generator and its references load only here
+
+    return run(args)
 
 
 def _weights_fetch(args: argparse.Namespace) -> int:
@@ -101,6 +102,23 @@ def _weights_scan(args: argparse.Namespace) -> int:
     return 0 if all(entry.verified for entry in entries) else 1
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from service.quantize import quantize_model
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level, json_logs=False)
+    try:
+        result = quantize_model(args.model_option, Path(args.calibration), settings, args.max_images)
+    except StartupError as error:
+        print(f"classify quantize: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{result.int8_graph}: int8 (static QDQ, per-channel), calibrated on {result.calibration_images} images; "
+        f"top-1 agreement with fp32 on them {100 * result.top1_agreement:.1f} %"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser("gateway", help="serve only HTTP, forwarding to a remote gRPC server")
     add_settings_arguments(gateway, only=GATEWAY_SETTINGS)
     gateway.set_defaults(run=_run_server)
+
+    quantize = commands.add_parser("quantize", help="build the int8 ONNX graph of a model (backend onnxruntime-int8)")
+    quantize.add_argument("model_option", metavar="MODEL", help="resnet18, efficientnet_lite0 or NAME=ARCH:WEIGHTS[:LABELS]")
+    quantize.add_argument("--calibration", required=True, help="folder of representative images")
+    quantize.add_argument("--max-images", type=int, default=500, help="calibration images used at most")
+    add_settings_arguments(quantize, only={"weights", "weights_sha256", "labels", "cache_dir", "torch_threads", "log_level"})
+    quantize.set_defaults(run=_quantize)
 
     weights = commands.add_parser("weights", help="fetch, list and verify weights files")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True)
@@ -128,11 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify images with a running server")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--server", default="127.0.0.1:50051", help="gRPC address HOST:PORT")
+    predict.add_argument("--transport", choices=["grpc", "http"], default="grpc", help="call over gRPC (--server) or HTTP (--http)")
+    predict.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="HTTP gateway base URL")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--model", default="", help="served model name (default: the server's)")
     predict.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     predict.add_argument("--json", action="store_true", help="one proto3-JSON document per image")
     predict.set_defaults(run=_predict)
+
+    bench = commands.add_parser("bench", help="measure running servers: img/s, latency, bytes, client CPU")
+    bench.add_argument("--grpc", default="127.0.0.1:50051", metavar="HOST:PORT", help="our gRPC address")
+    bench.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="our HTTP gateway")
+    bench.add_argument("--tutorial-http", default=None, metavar="URL", help="the tutorial baseline's FastAPI app")
+    bench.add_argument("--tutorial-grpc", default=None, metavar="HOST:PORT", help="the tutorial baseline's gRPC server")
+    bench.add_argument("--modes", default="all", help="comma-separated: grpc-unary, grpc-stream, grpc-batch, "
+                       "http-json, http-multipart, tutorial-file, tutorial-b64, tutorial-grpc (default: all)")
+    bench.add_argument("--concurrency", default="1,4,16", help="comma-separated requests in flight (default 1,4,16)")
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds per run at most (default 10)")
+    bench.add_argument("--max-requests", type=int, default=2000, help="requests per run at most (default 2000)")
+    bench.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before each run (default 1)")
+    bench.add_argument("--batch-size", type=int, default=8, help="images per ClassifyBatch call (grpc-batch)")
+    bench.add_argument("--top-k", type=int, default=5)
+    bench.add_argument("--out", required=True, metavar="DIR", help="where results.json, report.md and plots go")
+    bench.add_argument("--no-reference", action="store_true", help="skip the in-process model/pipeline references")
+    add_settings_arguments(bench, only={"model", "weights", "weights_sha256", "labels", "backend", "cache_dir",
+                                        "batch_max_size", "batch_max_delay_ms", "queue_size", "decode_workers",
+                                        "torch_threads", "max_image_bytes", "max_image_pixels", "max_batch_images",
+                                        "jpeg_draft", "malloc_tuning"})
+    bench.set_defaults(run=_bench)
     return parser
 
 

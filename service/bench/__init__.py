@@ -1,0 +1,1 @@
+"""`classify bench`: closed-loop load generation against running servers, in-process references, reports."""
