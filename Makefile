@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser gen lint-proto audit docker
+.PHONY: install serve test browser gen lint lint-proto audit docker bench
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ gen: install
 lint-proto: install
 	$(BIN)/buf lint
 	$(BIN)/buf format --exit-code --diff
+
+# Hand-written code only: gen/ is generated, clients/ has its own toolchain.
+lint: lint-proto
+	$(BIN)/ruff check service http_gateway tests bench
+	$(BIN)/mypy service http_gateway
 
 # Known-vulnerability audit of everything installed in .venv (needs pypi.org's JSON API).
 audit: install

@@ -57,7 +57,7 @@ def load_images() -> dict[str, Image.Image]:
         "motorcycle": skimage.data.stereo_motorcycle()[0],
     }
     sk = load_sample_images()
-    for fn, im in zip(sk.filenames, sk.images):
+    for fn, im in zip(sk.filenames, sk.images, strict=True):
         imgs[os.path.splitext(os.path.basename(fn))[0]] = im  # china, flower
     try:
         import matplotlib
@@ -117,7 +117,7 @@ def main() -> None:
         model = build_model(arch=arch)
         if args.full:
             print(f"\n### arch={arch}  (mark: * = top-1 acceptable, + = acceptable in top-5, - = miss, . = unscored)")
-            print(f"| image | config | top-1 p | P(acceptable) | top-5 |\n|---|---|---|---|---|")
+            print("| image | config | top-1 p | P(acceptable) | top-5 |\n|---|---|---|---|---|")
         for cfg in CONFIGS:
             batch = torch.stack([preprocess(images[k], cfg) for k in images])
             with torch.inference_mode():
@@ -125,7 +125,7 @@ def main() -> None:
             top1 = top5 = 0
             p1s: list[float] = []
             pacc: list[float] = []
-            for row, name in zip(probs, images):
+            for row, name in zip(probs, images, strict=True):
                 p, idx = row.topk(5)
                 ok = ACCEPT[name]
                 pa = float(row[list(ok)].sum()) if ok else float("nan")
@@ -136,7 +136,7 @@ def main() -> None:
                     p1s.append(float(p[0]))
                     pacc.append(pa)
                 if args.full:
-                    t5 = ", ".join(f"{short(int(i))} {float(q):.2f}" for q, i in zip(p, idx))
+                    t5 = ", ".join(f"{short(int(i))} {float(q):.2f}" for q, i in zip(p, idx, strict=True))
                     pa_s = "n/a" if not ok else f"{pa:.3f}"
                     print(f"| {mark} {name} | {cfg} | {float(p[0]):.3f} | {pa_s} | {t5} |")
             nll = -sum(math.log(max(x, 1e-12)) for x in pacc) / len(pacc)

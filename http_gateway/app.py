@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from classify import classify_pb2 as tutorial_pb
-from classify.v1 import classify_pb2 as pb
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -17,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from classify.v1 import classify_pb2 as pb
 from http_gateway.backends import RpcBackend
-from service.auth import TokenVerifier
 from http_gateway.errors import install_error_handlers
 from http_gateway.json_schema import component_schemas
 from http_gateway.limits import BodyLimitMiddleware
@@ -27,6 +25,7 @@ from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
 from http_gateway.try_it import add_try_it_page
 from http_gateway.tutorial_routes import add_tutorial_routes
+from service.auth import TokenVerifier
 
 SERVICES: tuple[ServiceDescriptor, ...] = (pb.DESCRIPTOR.services_by_name["ClassifierService"],)
 
@@ -92,7 +91,7 @@ def _add_health_routes(app: FastAPI, backend: RpcBackend) -> None:
     async def healthz() -> JSONResponse:
         return JSONResponse(_health_json(True))
 
-    not_ready = {503: {"description": "not ready: loading or shutting down", "content": {"application/json": {}}}}
+    not_ready: dict[int | str, dict[str, Any]] = {503: {"description": "not ready: loading or shutting down", "content": {"application/json": {}}}}
 
     @app.get(
         "/readyz", tags=["health"], summary="readiness: the model is loaded and warm (as grpc.health.v1)",

@@ -16,7 +16,15 @@ from google.protobuf import json_format
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.convert import error_status
-from service.core.errors import INTERNAL_MESSAGE, ErrorCode, Internal, InvalidArgument, NotFound, Overloaded, ServiceError
+from service.core.errors import (
+    INTERNAL_MESSAGE,
+    ErrorCode,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Overloaded,
+    ServiceError,
+)
 
 logger = logging.getLogger(__name__)
 

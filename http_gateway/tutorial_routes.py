@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Annotated
 
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -35,7 +36,7 @@ def add_tutorial_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> No
         return JSONResponse(message_to_json(response, proto_names=True))
 
     @app.post("/predict/file", tags=[TAG], summary="classify an uploaded image (tutorial route)", responses=error_responses())
-    async def predict_file(request: Request, file: UploadFile = File(...), topk: int = 5) -> JSONResponse:
+    async def predict_file(request: Request, file: Annotated[UploadFile, File()], topk: int = 5) -> JSONResponse:
         return await predict(request, await file.read(), topk)
 
     @app.post("/predict/b64", tags=[TAG], summary="classify a base64 image (tutorial route)", responses=error_responses())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 import grpc
 import torch
@@ -12,16 +13,17 @@ import torch
 from http_gateway.app import create_app
 from http_gateway.backends import GrpcUpstreamBackend, InProcessBackend
 from http_gateway.server import HttpServer, TlsFiles
-from service.auth import TokenVerifier, load_tokens
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.tutorial import TutorialClassifierApi
+from service.auth import TokenVerifier, load_tokens
 from service.core.batching import BatchingConfig
+from service.core.catalog import model_specs
 from service.core.engine import Engine, EngineRef
 from service.core.errors import StartupError
 from service.core.images import ImageLimits
-from service.core.catalog import model_specs
-from service.core.models import load_model
+from service.core.models import BackendOptions, load_model
 from service.grpc_server.server import CLASSIFIER_SERVICES, GrpcServer
+from service.malloc_tuning import keep_freed_memory_in_the_heap
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ def build_engine(settings: Settings) -> Engine:
     # One explicit thread budget: inference gets torch_threads, decoding its
     # own pool; inter-op parallelism is unused by these networks.
     torch.set_num_threads(settings.torch_threads)
+    if settings.malloc_tuning:
+        keep_freed_memory_in_the_heap()
     specs = model_specs(
         settings.model,
         resnet18_weights=settings.weights,
@@ -39,9 +43,11 @@ def build_engine(settings: Settings) -> Engine:
         default_labels=settings.labels,
         # An explicit --weights that is missing is a mistake to report, not to paper over.
         allow_fallback="weights" not in settings.model_fields_set,
+        default_backend=settings.backend,
     )
+    options = BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads)
     engine = Engine(
-        [load_model(spec) for spec in specs],
+        [load_model(spec, options) for spec in specs],
         limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
         batching=BatchingConfig(
             max_batch_size=settings.batch_max_size,
@@ -51,6 +57,7 @@ def build_engine(settings: Settings) -> Engine:
         decode_workers=settings.decode_workers,
         max_batch_images=settings.max_batch_images,
         max_in_flight=settings.queue_size,
+        jpeg_draft=settings.jpeg_draft,
     )
     engine.warm_up()
     return engine
@@ -123,7 +130,8 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     loading = loop.run_in_executor(None, build_engine, settings)
     stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({loading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    pending: set[asyncio.Future[Any]] = {loading, stopped}
+    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     engine: Engine | None = None
     status = 0
     if loading.done():

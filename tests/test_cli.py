@@ -55,9 +55,9 @@ def test_serve_rejects_bad_settings(tmp_path: Path) -> None:
 def test_serve_without_resnet18_weights_serves_the_bundled_model_loudly(tmp_path: Path) -> None:
     """What `make serve` does on a fresh machine that cannot fetch ResNet18."""
     import grpc
+
     from classify.v1 import classify_pb2 as pb
     from classify.v1 import classify_pb2_grpc as pb_grpc
-
     from tests.support import ServerProcess
 
     grpc_port, http_port = free_port(), free_port()

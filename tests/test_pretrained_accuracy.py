@@ -12,10 +12,10 @@ from collections.abc import Callable
 import grpc
 import httpx
 import pytest
-from classify.v1 import classify_pb2 as pb
-from classify.v1 import classify_pb2_grpc as pb_grpc
 from PIL import Image
 
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
 from tests.support import ServerProcess, skimage_photo, sklearn_photo
 
 # ImageNet-1k class indices that are right for each photo.

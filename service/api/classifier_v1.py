@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 
 from classify.v1 import classify_pb2 as pb
-
 from service.api import convert
 from service.core.engine import Classification, ClassifyItem, EngineRef
 from service.core.errors import INTERNAL_MESSAGE, Internal, ServiceError

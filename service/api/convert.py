@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from classify.v1 import classify_pb2 as pb
 from google.rpc import status_pb2
 
+from classify.v1 import classify_pb2 as pb
 from service.core.engine import Classification
 from service.core.errors import ServiceError
 from service.core.models import ModelInfo

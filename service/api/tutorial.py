@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from classify import classify_pb2 as tutorial_pb
-
 from service.core.engine import EngineRef
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ def _torchvision_preprocessing(weights: tv_models.WeightsEnum) -> Preprocessing:
 RESNET18 = Architecture(
     name="resnet18",
     build=_build_resnet18,
-    count_classes=lambda module: int(module.fc.out_features),
+    count_classes=lambda module: int(cast(nn.Linear, module.fc).out_features),
     preprocessing=_torchvision_preprocessing(tv_models.ResNet18_Weights.IMAGENET1K_V1),
     imagenet_labels=tuple(tv_models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]),
 )
@@ -69,7 +70,7 @@ _IMAGENET_LABELS = RESNET18.imagenet_labels
 EFFICIENTNET_LITE0 = Architecture(
     name="efficientnet_lite0",
     build=efficientnet_lite0.build,
-    count_classes=lambda module: int(module.num_classes),
+    count_classes=lambda module: int(cast(int, module.num_classes)),
     # Measured, not assumed (docs/efficientnet_lite0.md): these weights were
     # trained on inputs scaled to [-1, 1] (mean = std = 0.5); the ImageNet
     # mean/std that timm lists for its own efficientnet_lite0 is wrong for them.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from service.core import efficientnet_lite0
 from service.core.architectures import ARCHITECTURES
 from service.core.errors import StartupError
-from service.core.models import ModelSpec
+from service.core.models import BACKENDS, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -24,20 +25,29 @@ def model_specs(
     resnet18_sha256: str | None = None,
     default_labels: Path | None = None,
     allow_fallback: bool = True,
+    default_backend: str = "torch",
 ) -> list[ModelSpec]:
     """Turn ``--model`` options into specs; the first is the default model.
 
-    With no options: ResNet18, or (``allow_fallback``, i.e. no explicit
-    --weights) the bundled model when ResNet18's weights are absent.
+    An option may end in ``@BACKEND`` (``resnet18@onnxruntime-int8``); the
+    others use ``default_backend``. With no options: ResNet18, or
+    (``allow_fallback``, i.e. no explicit --weights) the bundled model when
+    ResNet18's weights are absent.
     """
     if not options:
         if not allow_fallback:
-            return [ModelSpec("resnet18", "resnet18", resnet18_weights, weights_sha256=resnet18_sha256)]
-        return [default_spec(resnet18_weights, resnet18_sha256)]
-    specs = [
-        _parse(option, resnet18_weights=resnet18_weights, resnet18_sha256=resnet18_sha256, default_labels=default_labels)
-        for option in options
-    ]
+            spec = ModelSpec("resnet18", "resnet18", resnet18_weights, weights_sha256=resnet18_sha256)
+        else:
+            spec = default_spec(resnet18_weights, resnet18_sha256)
+        return [replace(spec, backend=default_backend)]
+    specs = []
+    for option in options:
+        option, at, backend = option.partition("@")
+        spec = _parse(option, resnet18_weights=resnet18_weights, resnet18_sha256=resnet18_sha256, default_labels=default_labels)
+        chosen = backend if at else default_backend
+        if chosen not in BACKENDS:
+            raise StartupError(f"--model {option}@{chosen}: unknown backend; known: {', '.join(BACKENDS)}")
+        specs.append(replace(spec, backend=chosen))
     names = [spec.name for spec in specs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -68,12 +68,14 @@ class Engine:
         decode_workers: int,
         max_batch_images: int,
         max_in_flight: int,
+        jpeg_draft: bool = True,
     ) -> None:
         if not models:
             raise ValueError("an engine needs at least one model")
         self._models = {model.info.name: model for model in models}
         self._default = models[0].info.name
         self._limits = limits
+        self._jpeg_draft = jpeg_draft
         self._batching = batching
         self._max_batch_images = max_batch_images
         self._batchers = {
@@ -216,7 +218,10 @@ class Engine:
 
     def _prepare(self, image: bytes, loaded: LoadedModel) -> np.ndarray:
         started = time.perf_counter()
-        inputs = loaded.preprocessing(decode_image(image, self._limits))
+        # Large JPEGs decode at a reduced DCT scale that keeps at least twice the
+        # resize size (measured: 99.6 % top-1 agreement, 3.6x faster; README).
+        draft = 2 * loaded.preprocessing.resize_size if self._jpeg_draft else None
+        inputs = loaded.preprocessing(decode_image(image, self._limits, draft))
         PREPROCESS_SECONDS.labels(loaded.info.name).observe(time.perf_counter() - started)
         return inputs
 

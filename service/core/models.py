@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from service.core import onnx_backend
 from service.core.architectures import get_architecture
-from service.core.backends import Backend, TorchBackend
+from service.core.backends import Backend, TorchBackend, cpu_has_bf16
 from service.core.errors import StartupError
 from service.core.preprocessing import Preprocessing
 from service.core.weights import load_state_dict, verify_weights
@@ -24,6 +29,7 @@ class ModelSpec:
     weights: Path
     labels_file: Path | None = None
     weights_sha256: str | None = None
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,57 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """Verify, load and build ``spec``; every failure is a StartupError naming the remedy."""
+BACKENDS = ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "cuda-fp16")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Where compiled graphs are cached and how many threads inference may use."""
+
+    cache_dir: Path = Path("weights/cache")
+    threads: int = 1
+
+
+def graph_cache_dir(spec: ModelSpec, options: BackendOptions) -> Path:
+    """Beside the weights when that directory is writable (not site-packages), else the cache directory."""
+    beside = spec.weights.parent
+    return beside if os.access(beside, os.W_OK) and "site-packages" not in beside.parts else options.cache_dir
+
+
+def _backend(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, options: BackendOptions) -> Backend:
+    if spec.backend == "torch":
+        return TorchBackend(module)
+    if spec.backend == "torch-bf16":
+        if not cpu_has_bf16():
+            raise StartupError(f"model {spec.name!r}: backend torch-bf16 needs a CPU with AVX512-BF16 or AMX")
+        return TorchBackend(module, precision="bf16")
+    if spec.backend == "cuda-fp16":
+        if not torch.cuda.is_available():
+            raise StartupError(f"model {spec.name!r}: backend cuda-fp16 needs a CUDA GPU; none is visible")
+        return TorchBackend(module, precision="fp16", device="cuda")
+    cache = graph_cache_dir(spec, options)
+    fp32_graph = onnx_backend.graph_path(cache, spec.name, digest, "fp32")
+    if spec.backend == "onnxruntime":
+        if not fp32_graph.is_file():
+            logger.info("exporting %s to ONNX at %s", spec.name, fp32_graph)
+            onnx_backend.export(module, fp32_graph, input_size)
+        return onnx_backend.OnnxBackend(fp32_graph, "fp32", options.threads)
+    if spec.backend == "onnxruntime-int8":
+        int8_graph = onnx_backend.graph_path(cache, spec.name, digest, "int8")
+        if not int8_graph.is_file():
+            raise StartupError(
+                f"model {spec.name!r}: no int8 graph at {int8_graph}; create it with "
+                f"`classify quantize {spec.name} --calibration DIR` (a folder of representative images)"
+            )
+        return onnx_backend.OnnxBackend(int8_graph, "int8", options.threads)
+    raise StartupError(f"model {spec.name!r}: unknown backend {spec.backend!r}; known: {', '.join(BACKENDS)}")
+
+
+def load_network(spec: ModelSpec) -> tuple[nn.Module, str, tuple[str, ...]]:
+    """The verified network in eval mode, its weights digest and its labels."""
     architecture = get_architecture(spec.architecture)
     digest = verify_weights(spec.weights, spec.weights_sha256)
-    state = load_state_dict(spec.weights)
-    module = architecture.build(state)
+    module = architecture.build(load_state_dict(spec.weights)).eval()
     num_classes = architecture.count_classes(module)
     labels = read_labels(spec.labels_file) if spec.labels_file else architecture.imagenet_labels
     if num_classes != len(labels):
@@ -86,8 +137,15 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             f"model {spec.name!r}: the weights have {num_classes} classes but {source} "
             f"has {len(labels)} labels; pass --labels FILE with one label per class"
         )
-    backend = TorchBackend(module)
+    return module, digest, labels
+
+
+def load_model(spec: ModelSpec, options: BackendOptions | None = None) -> LoadedModel:
+    """Verify, load and build ``spec``; every failure is a StartupError naming the remedy."""
+    architecture = get_architecture(spec.architecture)
+    module, digest, labels = load_network(spec)
     size = architecture.preprocessing.crop_size
+    backend = _backend(spec, module, digest, size, options or BackendOptions())
     info = ModelInfo(
         name=spec.name,
         architecture=architecture.name,
@@ -100,7 +158,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         precision=backend.precision,
     )
     logger.info(
-        "loaded model %s (%s, %d classes) from %s sha256=%s",
-        info.name, info.architecture, info.num_classes, spec.weights, digest,
+        "loaded model %s (%s, %d classes, %s %s on %s) from %s sha256=%s",
+        info.name, info.architecture, info.num_classes, backend.name, backend.precision, backend.device,
+        spec.weights, digest,
     )
     return LoadedModel(info=info, preprocessing=architecture.preprocessing, backend=backend)

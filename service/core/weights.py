@@ -13,7 +13,6 @@ from service.core import efficientnet_lite0
 from service.core.errors import StartupError
 
 
-
 @dataclass(frozen=True)
 class OfficialWeights:
     """A published weights file: where it comes from and what its bytes must hash to."""

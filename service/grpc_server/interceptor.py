@@ -12,7 +12,7 @@ import grpc
 from service.auth import TokenVerifier
 from service.core.errors import ServiceError
 from service.grpc_server.errors import GRPC_STATUS, abort, as_service_error
-from service.metrics import REQUESTS, REQUEST_SECONDS
+from service.metrics import REQUEST_SECONDS, REQUESTS
 from service.request_context import REQUEST_ID_HEADER, accept_request_id, request_id
 
 logger = logging.getLogger("classify.access")

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
+
 from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.tutorial import TutorialClassifierApi
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class ClassifierServiceServicer(pb_grpc.ClassifierServiceServicer):

@@ -18,9 +18,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-
 from tests.support import REPO, ServerProcess
 
 CLIENT = REPO / "clients" / "typescript"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from classify.v1 import classify_pb2 as pb
-from classify.v1 import classify_pb2_grpc as pb_grpc
 from torchvision.models import ResNet18_Weights
 
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
 from tests.support import real_photos
 
 IMAGENET = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]

@@ -6,10 +6,10 @@ import io
 
 import grpc
 import pytest
-from classify.v1 import classify_pb2 as pb
-from classify.v1 import classify_pb2_grpc as pb_grpc
 from PIL import Image
 
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
 from tests.core.test_images import _png_header_only
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

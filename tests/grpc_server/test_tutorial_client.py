@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import grpc
-from classify import classify_pb2 as tutorial_pb
-from classify import classify_pb2_grpc as tutorial_grpc
 from google.protobuf import text_format
 
+from classify import classify_pb2 as tutorial_pb
+from classify import classify_pb2_grpc as tutorial_grpc
 from tests.support import ServerProcess
 
 # grpc_app/protos/classify.proto, verbatim from the tutorial.

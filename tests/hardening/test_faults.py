@@ -16,10 +16,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from classify.v1 import classify_pb2 as pb
-from classify.v1 import classify_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.core.batching import BatchingConfig
@@ -32,8 +32,8 @@ from tests.support import ServerProcess, start_server
 
 @pytest.fixture(scope="module")
 def strict_server(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """HTTP requests get 0.5 s, enough for one image, not for a big batch."""
-    server = start_server(weights, tmp_path_factory.mktemp("strict"), "--request-timeout-s", "0.5")
+    """HTTP requests get 0.2 s: enough for one image on an idle server, not for a big batch."""
+    server = start_server(weights, tmp_path_factory.mktemp("strict"), "--request-timeout-s", "0.2")
     yield server
     server.stop()
 
@@ -49,21 +49,22 @@ def test_http_timeout_is_504_and_grpc_deadline_is_deadline_exceeded(
 ) -> None:
     jpeg = _jpeg(photos["astronaut.png"])
     image = base64.b64encode(jpeg).decode()
-    # A batch over HTTP: the images still queued when 0.5 s is up are DEADLINE_EXCEEDED, per image.
+    # A batch over HTTP: the images still queued when 0.2 s is up are DEADLINE_EXCEEDED, per image.
     reply = httpx.post(f"{strict_server.http_url}/v1/classify:batch", json={"requests": [{"image": image}] * 40}, timeout=60)
     assert reply.status_code == 200
     assert 4 in {r.get("error", {}).get("code") for r in reply.json()["results"]}
-    # A gRPC batch with a generous deadline keeps the model busy for seconds;
-    # a single HTTP request queued behind it runs out of its 0.5 s: 504.
+    # gRPC batches with a generous deadline keep the model busy for seconds (96
+    # images queued, under the 128 admitted); a single HTTP request queued behind them runs out of its 0.2 s: 504.
     with grpc.insecure_channel(strict_server.grpc_address) as channel:
         stub = pb_grpc.ClassifierServiceStub(channel)
-        busy = stub.ClassifyBatch.future(
-            pb.ClassifyBatchRequest(requests=[pb.ClassifyRequest(image=jpeg)] * 40), timeout=120
-        )
+        busy = [
+            stub.ClassifyBatch.future(pb.ClassifyBatchRequest(requests=[pb.ClassifyRequest(image=jpeg)] * 48), timeout=120)
+            for _ in range(2)
+        ]
         time.sleep(0.3)
         single = httpx.post(f"{strict_server.http_url}/v1/classify", json={"image": image}, timeout=60)
         assert single.status_code == 504 and single.json()["code"] == 4, single.text
-        assert all(r.HasField("response") for r in busy.result().results)
+        assert all(r.HasField("response") for future in busy for r in future.result().results)
     with grpc.insecure_channel(strict_server.grpc_address) as channel:
         stub = pb_grpc.ClassifierServiceStub(channel)
         with pytest.raises(grpc.RpcError) as error:

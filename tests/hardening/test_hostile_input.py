@@ -11,13 +11,13 @@ from collections.abc import Callable
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2
+from PIL import Image
+
 from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from grpc_health.v1 import health_pb2
-from PIL import Image
-
 from tests.support import ServerProcess, skimage_photo
 
 INVALID = 3  # google.rpc.Code INVALID_ARGUMENT

@@ -6,10 +6,10 @@ import json
 
 import grpc
 import httpx
-from classify.v1 import classify_pb2 as pb
-from classify.v1 import classify_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
 from tests.support import ServerProcess
 
 

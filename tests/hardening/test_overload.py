@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-
 from tests.support import ServerProcess, start_server
 
 

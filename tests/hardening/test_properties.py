@@ -6,11 +6,11 @@ import base64
 
 import grpc
 import httpx
-from classify.v1 import classify_pb2 as pb
-from classify.v1 import classify_pb2_grpc as pb_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from classify.v1 import classify_pb2 as pb
+from classify.v1 import classify_pb2_grpc as pb_grpc
 from tests.support import ServerProcess, skimage_photo
 
 RUNS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

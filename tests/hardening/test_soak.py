@@ -14,9 +14,9 @@ from pathlib import Path
 
 import grpc
 import httpx
+
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-
 from tests.support import start_server
 
 SECONDS = float(os.environ.get("CLASSIFY_SOAK_SECONDS", "60"))

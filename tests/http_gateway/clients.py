@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import grpc
 import httpx
+
 from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
 from classify.v1 import classify_pb2 as pb

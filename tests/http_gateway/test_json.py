@@ -6,8 +6,9 @@ import base64
 
 import httpx
 import pytest
-from classify.v1 import classify_pb2 as pb
 from google.protobuf import json_format
+
+from classify.v1 import classify_pb2 as pb
 
 
 def test_response_round_trips_through_the_generated_message(http: httpx.Client, photos: dict[str, bytes]) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from classify.v1 import classify_pb2 as pb
 from google.api import annotations_pb2
 from google.protobuf.descriptor import Descriptor
+
+from classify.v1 import classify_pb2 as pb
 
 
 def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Measurement scripts behind the project's performance decisions (not part of the service)."""
