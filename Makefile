@@ -46,6 +46,10 @@ lint: lint-proto
 audit: install
 	$(BIN)/pip-audit --progress-spinner off --skip-editable
 
+# The benchmark (minutes; not part of make test): NAME=... picks bench/results/NAME.
+bench: install
+	$(BIN)/python bench/run.py --name $(or $(NAME),local)
+
 # Docker is not runnable on the build machine; this prints what to run where it is.
 docker:
 	@echo "docker build -t classify-service:0.1.0 ."

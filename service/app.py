@@ -21,7 +21,7 @@ from service.core.catalog import model_specs
 from service.core.engine import Engine, EngineRef
 from service.core.errors import StartupError
 from service.core.images import ImageLimits
-from service.core.models import BackendOptions, load_model
+from service.core.models import BackendOptions, LoadedModel, load_model
 from service.grpc_server.server import CLASSIFIER_SERVICES, GrpcServer
 from service.malloc_tuning import keep_freed_memory_in_the_heap
 from service.settings import Settings
@@ -29,8 +29,8 @@ from service.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def build_engine(settings: Settings) -> Engine:
-    """Load and verify the models, then warm them up (blocking; run off the event loop)."""
+def load_models(settings: Settings) -> list[LoadedModel]:
+    """The configured models, verified and loaded on their backends (blocking)."""
     # One explicit thread budget: inference gets torch_threads, decoding its
     # own pool; inter-op parallelism is unused by these networks.
     torch.set_num_threads(settings.torch_threads)
@@ -46,8 +46,13 @@ def build_engine(settings: Settings) -> Engine:
         default_backend=settings.backend,
     )
     options = BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads)
+    return [load_model(spec, options) for spec in specs]
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Load and verify the models, then warm them up (blocking; run off the event loop)."""
     engine = Engine(
-        [load_model(spec, options) for spec in specs],
+        load_models(settings),
         limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
         batching=BatchingConfig(
             max_batch_size=settings.batch_max_size,

@@ -108,7 +108,9 @@ def _quantize(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.log_level, json_logs=False)
     try:
-        result = quantize_model(args.model_option, Path(args.calibration), settings, args.max_images)
+        result = quantize_model(
+            args.model_option, Path(args.calibration), settings, args.max_images, args.signed_activations
+        )
     except StartupError as error:
         print(f"classify quantize: {error}", file=sys.stderr)
         return 2
@@ -135,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("model_option", metavar="MODEL", help="resnet18, efficientnet_lite0 or NAME=ARCH:WEIGHTS[:LABELS]")
     quantize.add_argument("--calibration", required=True, help="folder of representative images")
     quantize.add_argument("--max-images", type=int, default=500, help="calibration images used at most")
+    quantize.add_argument(
+        "--signed-activations", action="store_true",
+        help="int8 symmetric activations: more accurate on EfficientNet-Lite0, slower than fp32 (README)",
+    )
     add_settings_arguments(quantize, only={"weights", "weights_sha256", "labels", "cache_dir", "torch_threads", "log_level"})
     quantize.set_defaults(run=_quantize)
 

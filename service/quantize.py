@@ -45,7 +45,9 @@ def calibration_inputs(directory: Path, settings: Settings, preprocess: Preproce
     return inputs
 
 
-def quantize_model(option: str, calibration_dir: Path, settings: Settings, limit: int = 500) -> QuantizeResult:
+def quantize_model(
+    option: str, calibration_dir: Path, settings: Settings, limit: int = 500, signed_activations: bool = False
+) -> QuantizeResult:
     (spec,) = model_specs(
         [option], resnet18_weights=settings.weights, resnet18_sha256=settings.weights_sha256,
         default_labels=settings.labels, allow_fallback=False,
@@ -62,7 +64,7 @@ def quantize_model(option: str, calibration_dir: Path, settings: Settings, limit
     def batches() -> Iterator[np.ndarray]:
         yield from inputs
 
-    onnx_backend.quantize(fp32_graph, int8_graph, batches())
+    onnx_backend.quantize(fp32_graph, int8_graph, batches(), signed_activations)
     fp32 = onnx_backend.OnnxBackend(fp32_graph, "fp32", settings.torch_threads)
     int8 = onnx_backend.OnnxBackend(int8_graph, "int8", settings.torch_threads)
     stacked = np.stack(inputs)

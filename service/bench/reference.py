@@ -14,14 +14,12 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from service.bench.loadgen import Limits, Sent, closed_loop
 from service.bench.stats import RunResult, summarize
-from service.core.catalog import model_specs
 from service.core.engine import Engine
 from service.core.images import ImageLimits, decode_image
-from service.core.models import BackendOptions, LoadedModel, load_model
+from service.core.models import LoadedModel
 from service.settings import Settings
 
 TARGET = "in-process"
@@ -29,17 +27,9 @@ TARGET = "in-process"
 
 def load_models(settings: Settings) -> list[LoadedModel]:
     """The served models, loaded exactly as the server loads them (same specs, backend and threads)."""
-    torch.set_num_threads(settings.torch_threads)
-    specs = model_specs(
-        settings.model,
-        resnet18_weights=settings.weights,
-        resnet18_sha256=settings.weights_sha256,
-        default_labels=settings.labels,
-        allow_fallback="weights" not in settings.model_fields_set,
-        default_backend=settings.backend,
-    )
-    options = BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads)
-    return [load_model(spec, options) for spec in specs]
+    from service.app import load_models as server_models
+
+    return server_models(settings)
 
 
 def build_engine(settings: Settings) -> Engine:

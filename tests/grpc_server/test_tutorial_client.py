@@ -11,27 +11,10 @@ from google.protobuf import text_format
 
 from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
-from tests.support import ServerProcess
+from tests.support import REPO, ServerProcess
 
-# grpc_app/protos/classify.proto, verbatim from the tutorial.
-TUTORIAL_PROTO = """\
-syntax = "proto3";
-package classify;
-service Classifier {
-  rpc Predict (ImageRequest) returns (PredictionResponse) {}
-}
-message ImageRequest {
-  bytes image = 1;
-  int32 topk = 2;
-}
-message Prediction {
-  string label = 1;
-  float prob = 2;
-}
-message PredictionResponse {
-  repeated Prediction topk = 1;
-}
-"""
+# The tutorial's proto, verbatim, as kept with the rebuilt tutorial baseline.
+TUTORIAL_PROTO = (REPO / "bench" / "tutorial_baseline" / "grpc_app" / "protos" / "classify.proto").read_text()
 
 # The tutorial's client script, verbatim but for the server address.
 TUTORIAL_CLIENT = """\

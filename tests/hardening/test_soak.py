@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
@@ -29,6 +30,7 @@ def _rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+@pytest.mark.timeout(SECONDS + 240)
 def test_soak_mixed_traffic(weights: Path, tmp_path: Path, photos: dict[str, bytes]) -> None:
     server = start_server(weights, tmp_path)
     photo, b64 = photos["chelsea.png"], base64.b64encode(photos["chelsea.png"]).decode()
