@@ -63,14 +63,22 @@ class GrpcUpstreamBackend:
             ],
         )
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._rpcs: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+
+    def _rpc(self, method: MethodDescriptor) -> grpc.aio.UnaryUnaryMultiCallable:
+        """One multi-callable per RPC, made on first use and reused (not per request)."""
+        rpc = self._rpcs.get(method.full_name)
+        if rpc is None:
+            rpc = self._channel.unary_unary(
+                f"/{method.containing_service.full_name}/{method.name}",
+                request_serializer=GetMessageClass(method.input_type).SerializeToString,
+                response_deserializer=GetMessageClass(method.output_type).FromString,
+            )
+            self._rpcs[method.full_name] = rpc
+        return rpc
 
     async def call(self, method: MethodDescriptor, request: Message, timeout: float | None) -> Message:
-        response_class = GetMessageClass(method.output_type)
-        rpc = self._channel.unary_unary(
-            f"/{method.containing_service.full_name}/{method.name}",
-            request_serializer=type(request).SerializeToString,
-            response_deserializer=response_class.FromString,
-        )
+        rpc = self._rpc(method)
         try:
             return await rpc(request, timeout=timeout)
         except grpc.aio.AioRpcError as error:
