@@ -33,6 +33,13 @@ def sklearn_photo(name: str) -> bytes:
     return (Path(sklearn.datasets.__file__).parent / "images" / name).read_bytes()
 
 
+def matplotlib_photo(name: str) -> bytes:
+    """The encoded file of a photo shipped inside matplotlib's sample data (grace_hopper.jpg)."""
+    import matplotlib
+
+    return (Path(matplotlib.get_data_path()) / "sample_data" / name).read_bytes()
+
+
 def real_photos() -> dict[str, bytes]:
     """Real photos, as files: PNG and JPEG, several sizes and aspect ratios."""
     photos = {n: skimage_photo(n) for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")}

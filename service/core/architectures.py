@@ -75,8 +75,8 @@ EFFICIENTNET_LITE0 = Architecture(
     # trained on inputs scaled to [-1, 1] (mean = std = 0.5); the ImageNet
     # mean/std that timm lists for its own efficientnet_lite0 is wrong for them.
     preprocessing=Preprocessing(
-        resize_size=224,
-        crop_size=224,
+        resize_size=efficientnet_lite0.INPUT_SIZE,
+        crop_size=efficientnet_lite0.INPUT_SIZE,
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         interpolation=InterpolationMode.BICUBIC,

@@ -23,10 +23,13 @@ logger = logging.getLogger(__name__)
 
 INPUT, OUTPUT = "input", "logits"
 OPSET = 17
+# Bumped whenever the exported graph changes for the same weights (2: static
+# "SAME" padding in EfficientNet-Lite0), so caches of older releases are not served.
+EXPORT_REVISION = 2
 
 
 def graph_path(cache_dir: Path, model_name: str, weights_sha256: str, precision: str) -> Path:
-    return cache_dir / f"{model_name}-{weights_sha256[:16]}-{precision}.onnx"
+    return cache_dir / f"{model_name}-{weights_sha256[:16]}-{precision}-x{EXPORT_REVISION}.onnx"
 
 
 def export(module: nn.Module, path: Path, input_size: int) -> Path:

@@ -14,6 +14,7 @@ from service.core.backends import cpu_has_bf16
 from service.core.errors import StartupError
 from service.core.images import ImageLimits, decode_image
 from service.core.models import BackendOptions, ModelSpec, load_model
+from service.core.onnx_backend import EXPORT_REVISION
 from service.quantize import quantize_model
 from service.settings import Settings
 from tests.support import random_resnet18_weights, real_photos
@@ -35,10 +36,10 @@ def test_onnx_fp32_matches_torch_and_is_cached_by_digest(tmp_path: Path, inputs:
     assert (onnx.info.backend, onnx.info.precision) == ("onnxruntime", "fp32")
     np.testing.assert_allclose(onnx.backend.predict_proba(inputs), reference, atol=1e-5)
     graphs = sorted(p.name for p in tmp_path.glob("*.onnx"))
-    assert graphs == [f"r-{onnx.info.weights_sha256[:16]}-fp32.onnx"]
+    assert graphs == [f"r-{onnx.info.weights_sha256[:16]}-fp32-x{EXPORT_REVISION}.onnx"]
     other = random_resnet18_weights(tmp_path, seed=4)  # new weights: a new graph, never the stale one
     load_model(ModelSpec("r", "resnet18", other, backend="onnxruntime"))
-    assert len(list(tmp_path.glob("*-fp32.onnx"))) == 2
+    assert len(list(tmp_path.glob("*-fp32-x*.onnx"))) == 2
 
 
 def test_int8_needs_quantize_first_then_serves(tmp_path: Path, inputs: np.ndarray) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import timm
@@ -71,3 +72,22 @@ def test_unmapped_missing_and_misshaped_keys_all_fail_loudly(source: dict, targe
 def test_strict_load_builds_the_network(source: dict) -> None:
     model = lite0.build(source)
     assert model.num_classes == 1000
+
+
+def test_static_padding_gives_timms_outputs_and_a_graph_without_shape_arithmetic(
+    source: dict, tmp_path: Path
+) -> None:
+    """Fixed pads for the 224 crop: same logits as timm's dynamic "SAME" padding, constant Pads in ONNX."""
+    import onnx
+
+    from service.core import onnx_backend
+
+    dynamic = timm.create_model(lite0.TIMM_ARCHITECTURE, pretrained=False).eval()
+    dynamic.load_state_dict(lite0.map_state_dict(source, dynamic.state_dict()), strict=True)
+    static = lite0.build(source).eval()
+    inputs = torch.randn(2, 3, lite0.INPUT_SIZE, lite0.INPUT_SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(static(inputs), dynamic(inputs), rtol=0, atol=1e-5)
+    graph = onnx.load(str(onnx_backend.export(static, tmp_path / "lite0.onnx", lite0.INPUT_SIZE)))
+    ops = {node.op_type for node in graph.graph.node}
+    assert "Pad" in ops and "Shape" not in ops, sorted(ops)
