@@ -45,7 +45,9 @@ def load_models(settings: Settings) -> list[LoadedModel]:
         allow_fallback="weights" not in settings.model_fields_set,
         default_backend=settings.backend,
     )
-    options = BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads)
+    options = BackendOptions(
+        cache_dir=settings.cache_dir, threads=settings.torch_threads, spin=settings.onnx_spin
+    )
     return [load_model(spec, options) for spec in specs]
 
 

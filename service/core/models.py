@@ -87,6 +87,7 @@ class BackendOptions:
 
     cache_dir: Path = Path("weights/cache")
     threads: int = 1
+    spin: bool = False  # ONNX Runtime's idle threads spin-wait
 
 
 def graph_cache_dir(spec: ModelSpec, options: BackendOptions) -> Path:
@@ -112,7 +113,7 @@ def _backend(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, o
         if not fp32_graph.is_file():
             logger.info("exporting %s to ONNX at %s", spec.name, fp32_graph)
             onnx_backend.export(module, fp32_graph, input_size)
-        return onnx_backend.OnnxBackend(fp32_graph, "fp32", options.threads)
+        return onnx_backend.OnnxBackend(fp32_graph, "fp32", options.threads, options.spin)
     if spec.backend == "onnxruntime-int8":
         int8_graph = onnx_backend.graph_path(cache, spec.name, digest, "int8")
         if not int8_graph.is_file():
@@ -120,7 +121,7 @@ def _backend(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, o
                 f"model {spec.name!r}: no int8 graph at {int8_graph}; create it with "
                 f"`classify quantize {spec.name} --calibration DIR` (a folder of representative images)"
             )
-        return onnx_backend.OnnxBackend(int8_graph, "int8", options.threads)
+        return onnx_backend.OnnxBackend(int8_graph, "int8", options.threads, options.spin)
     raise StartupError(f"model {spec.name!r}: unknown backend {spec.backend!r}; known: {', '.join(BACKENDS)}")
 
 
