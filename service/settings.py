@@ -61,11 +61,8 @@ class Settings(BaseSettings):
     jpeg_draft: bool = Field(
         True, description="decode large JPEGs at a reduced scale (>= 2x the model's resize size)"
     )
-    # Half the cores: on 2 cores, one decode thread beside two inference threads
-    # ran the int8 pipeline at 149 img/s, two at 127 (README, Performance).
-    decode_workers: int = Field(
-        max(1, _CPUS // 2), ge=1, description="threads decoding and preprocessing images"
-    )
+    # Thread defaults measured over alternating rounds: bench/results/thread-layouts.txt.
+    decode_workers: int = Field(_CPUS, ge=1, description="threads decoding and preprocessing images")
     torch_threads: int = Field(
         _CPUS, ge=1, description="intra-op threads of inference (PyTorch and ONNX Runtime)"
     )
