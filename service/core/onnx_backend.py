@@ -88,10 +88,11 @@ def quantize(
 ) -> Path:
     """Static QDQ int8 quantization, per-channel int8 weights, calibrated on real preprocessed images.
 
-    Unsigned activations (the default) hit ONNX Runtime's u8s8 VNNI kernels:
-    ResNet18 ran about 4x its fp32 speed here. Signed symmetric activations
-    (``signed_activations``) run s8s8 kernels, slower than fp32; on the bundled
-    EfficientNet-Lite0 they kept 95 % top-1 agreement against 94 % unsigned.
+    Unsigned activations (the default) hit ONNX Runtime's u8s8 VNNI kernels,
+    several times faster than fp32 here (model-b8 rows of bench/results/).
+    Signed symmetric activations (``signed_activations``) run s8s8 kernels,
+    slower than fp32, for at most a point of agreement more; compare with
+    `python -m bench.int8_agreement [--signed-activations]`.
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
