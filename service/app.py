@@ -22,6 +22,7 @@ from service.core.engine import Engine, EngineRef
 from service.core.errors import StartupError
 from service.core.images import ImageLimits
 from service.core.models import BackendOptions, LoadedModel, load_model
+from service.core.threads import run_on_exiting_thread
 from service.grpc_server.server import CLASSIFIER_SERVICES, GrpcServer
 from service.malloc_tuning import keep_freed_memory_in_the_heap
 from service.settings import Settings
@@ -135,7 +136,8 @@ async def serve(settings: Settings) -> int:
 
     stop = _stop_event()
     loop = asyncio.get_running_loop()
-    loading = loop.run_in_executor(None, build_engine, settings)
+    # Loaded on a thread that exits: it leaves no OpenMP team behind (service/core/threads.py).
+    loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings))
     stopped = asyncio.ensure_future(stop.wait())
     pending: set[asyncio.Future[Any]] = {loading, stopped}
     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)

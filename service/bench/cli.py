@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.bench.images import SIZE, benchmark_images
 from service.bench.loadgen import Limits, closed_loop, require_loopback
@@ -22,6 +22,9 @@ from service.bench.report import table_row, write_outputs
 from service.bench.stats import RunResult, with_pipeline_ratios
 from service.client import NO_RETRY, AsyncClient, ClassifyError
 from service.settings import Settings, settings_from_args
+
+if TYPE_CHECKING:
+    from service.core.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -182,11 +185,12 @@ async def _references(
 ) -> list[RunResult]:
     from service.bench import reference  # torch: only when asked for
 
-    # The server's engine first: building it also sets this process up as the server's
-    # (torch threads, malloc thresholds), so the model-only runs below see the same.
-    engine = reference.build_engine(settings)
+    # Loading sets this process up as the server's (torch threads, malloc thresholds).
+    # The model-only runs go before the engine exists: its inference thread holds an
+    # OpenMP team for good, which would throttle theirs (service/core/threads.py).
+    models = reference.load_models(settings)
+    engine: Engine | None = None
     try:
-        models = reference.load_models(settings)
         loaded = next((m for m in models if m.info.name == work.model), models[0])
         meta["reference"] = {
             "model": loaded.info.name,
@@ -205,12 +209,16 @@ async def _references(
             limits = Limits(1, args.duration, args.max_requests, 0.0)
             runs.append(reference.model_only(loaded, work.images, batch_size, limits, settings))
             _progress(runs[-1])
+        name = loaded.info.name
+        del models, loaded  # one copy of the weights at a time
+        engine = reference.build_engine(settings)
         for concurrency in concurrencies:
             limits = Limits(concurrency, args.duration, args.max_requests, args.warmup)
-            runs.append(await reference.pipeline(engine, work.images, limits, work.top_k, loaded.info.name))
+            runs.append(await reference.pipeline(engine, work.images, limits, work.top_k, name))
             _progress(runs[-1])
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
     return runs
 
 

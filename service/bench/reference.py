@@ -6,6 +6,9 @@ backend options as ``service.app.build_engine`` uses (keep :func:`load_models`
 in step with it); "pipeline" drives the engine that ``build_engine`` itself
 returns (decode, preprocess, dynamic batching, inference, top-K) with the same
 closed loop as the remote runs. Imports torch: only loaded when references are asked for.
+
+Torch work runs on threads that exit afterwards, as in the server, so that no
+OpenMP team outlives it and slows the next one down (service/core/threads.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from service.bench.stats import RunResult, summarize
 from service.core.engine import Engine
 from service.core.images import ImageLimits, decode_image
 from service.core.models import LoadedModel
+from service.core.threads import call_on_exiting_thread
 from service.settings import Settings
 
 TARGET = "in-process"
@@ -29,14 +33,14 @@ def load_models(settings: Settings) -> list[LoadedModel]:
     """The served models, loaded exactly as the server loads them (same specs, backend and threads)."""
     from service.app import load_models as server_models
 
-    return server_models(settings)
+    return call_on_exiting_thread(server_models, settings)
 
 
 def build_engine(settings: Settings) -> Engine:
     """The server's own engine (service.app.build_engine): same models, batching, decoding and tuning, warmed up."""
     from service.app import build_engine as server_engine
 
-    return server_engine(settings)
+    return call_on_exiting_thread(server_engine, settings)
 
 
 def _limits(settings: Settings) -> ImageLimits:
@@ -47,6 +51,12 @@ def model_only(
     model: LoadedModel, images: Sequence[bytes], batch_size: int, limits: Limits, settings: Settings
 ) -> RunResult:
     """``predict_proba`` alone on batches of ``batch_size`` preprocessed photos, back to back."""
+    return call_on_exiting_thread(_model_only, model, images, batch_size, limits, settings)
+
+
+def _model_only(
+    model: LoadedModel, images: Sequence[bytes], batch_size: int, limits: Limits, settings: Settings
+) -> RunResult:
     inputs = [model.preprocessing(decode_image(image, _limits(settings))) for image in images]
     batch = np.stack([inputs[i % len(inputs)] for i in range(batch_size)])
     for _ in range(3):  # warm-up: the first calls of a shape allocate and pick kernels
