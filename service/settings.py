@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_batch_images: int = Field(64, ge=1, description="most images in one batch call")
     batch_max_size: int = Field(8, ge=1, description="most images per inference batch")
     batch_max_delay_ms: float = Field(
-        2.0, ge=0, description="longest wait for a batch to fill, in milliseconds"
+        2.0, ge=0, description="longest wait for images still being decoded to join a batch, in milliseconds"
     )
     queue_size: int = Field(
         128, ge=1, description="images admitted (decoding, queued or in inference) before shedding load"

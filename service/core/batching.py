@@ -6,8 +6,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    """How inputs are grouped: at most ``max_batch_size``, waiting at most ``max_delay_s``."""
+    """How inputs are grouped: at most ``max_batch_size``, waiting at most ``max_delay_s``.
+
+    The wait only happens while other inputs for the model are still being
+    prepared (decoded): nothing else could join the batch in time, since a new
+    request needs decoding first, so a lone request runs at once.
+    """
 
     max_batch_size: int = 8
     max_delay_s: float = 0.002
@@ -52,6 +58,8 @@ class Batcher:
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=config.max_queue)
         self._closed = False
         self._name = name
+        self._preparing = 0  # inputs announced by preparing() and not yet submitted
+        self._preparing_lock = threading.Lock()
         QUEUE_DEPTH.labels(name).set_function(self._queue.qsize)
         self._thread = threading.Thread(target=self._serve, name=f"inference-{name}", daemon=True)
         self._thread.start()
@@ -59,6 +67,17 @@ class Batcher:
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    @contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Mark one input as on its way (decoding), so a forming batch waits for it."""
+        with self._preparing_lock:
+            self._preparing += 1
+        try:
+            yield
+        finally:
+            with self._preparing_lock:
+                self._preparing -= 1
 
     def submit(self, inputs: np.ndarray, deadline: float | None = None) -> Future[np.ndarray]:
         """Queue one (3, H, W) input; the future resolves to its probability row."""
@@ -89,9 +108,16 @@ class Batcher:
             flush_at = time.monotonic() + self._config.max_delay_s
             while len(jobs) < self._config.max_batch_size:
                 try:
-                    job = self._queue.get(timeout=max(0.0, flush_at - time.monotonic()))
+                    job = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    # Wait only for inputs already being decoded; nothing else can come in time.
+                    wait = flush_at - time.monotonic()
+                    if self._preparing == 0 or wait <= 0:
+                        break
+                    try:
+                        job = self._queue.get(timeout=wait)
+                    except queue.Empty:
+                        break
                 if job is None:
                     stopping = True
                     break

@@ -211,8 +211,10 @@ class Engine:
         self, image: bytes, k: int, loaded: LoadedModel, deadline: float | None
     ) -> Classification:
         loop = asyncio.get_running_loop()
-        inputs = await loop.run_in_executor(self._decode_pool, self._prepare, image, loaded)
-        future = self._batchers[loaded.info.name].submit(inputs, deadline)
+        batcher = self._batchers[loaded.info.name]
+        with batcher.preparing():
+            inputs = await loop.run_in_executor(self._decode_pool, self._prepare, image, loaded)
+        future = batcher.submit(inputs, deadline)
         row = await asyncio.wrap_future(future)
         return _top_k(row, k, loaded.info)
 

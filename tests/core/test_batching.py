@@ -95,3 +95,27 @@ def test_model_exception_fails_only_its_batch() -> None:
     backend.fail = False
     assert float(batcher.submit(_item(3)).result(5)[0]) == 6.0
     batcher.close()
+
+
+def test_a_lone_input_does_not_wait_for_companions() -> None:
+    """With nothing else being decoded, an input runs at once even under a long max_delay."""
+    backend = RecordingBackend()
+    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=60.0, max_queue=4), "t")
+    assert float(batcher.submit(_item(1)).result(10)[0]) == 2.0
+    assert backend.sizes == [1]
+    batcher.close()
+
+
+def test_a_batch_waits_for_inputs_still_being_prepared() -> None:
+    """An input announced by preparing() joins the batch that formed while it was decoded."""
+    backend = RecordingBackend()
+    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=60.0, max_queue=4), "t")
+    with batcher.preparing():
+        first = batcher.submit(_item(1))
+        time.sleep(0.1)  # the worker holds `first` and waits for the announced input
+        assert not first.done()
+        second_inputs = _item(2)
+    second = batcher.submit(second_inputs)
+    assert [float(f.result(10)[0]) for f in (first, second)] == [2.0, 4.0]
+    assert backend.sizes == [2]
+    batcher.close()
