@@ -31,14 +31,36 @@ class Preprocessing:
         object.__setattr__(self, "_table", np.ascontiguousarray((values - mean) / std, dtype=np.float32))
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        """Return a float32 CHW array; equals torchvision's ImageClassification on PIL input."""
-        # torchvision's own PIL resize and crop, so sizes and rounding match
-        # the reference transform exactly; the rest is a table lookup in NumPy
-        # (no torch, so no OpenMP work on the decode threads).
-        image = tvf.resize(image, [self.resize_size], interpolation=self.interpolation, antialias=True)
-        image = tvf.center_crop(image, [self.crop_size])
-        pixels = np.asarray(image).transpose(2, 0, 1)
+        """Return a float32 CHW array: torchvision's ImageClassification on PIL input, to one uint8 step.
+
+        Pillow resamples only the source region that lands in the centre crop
+        instead of resizing the whole image and cropping afterwards (a 500x375
+        photo: 1.4 -> 0.8 ms here). Same filter over the same neighbours, so
+        pixels differ from torchvision's by at most one uint8 step, and rarely
+        (float rounding of the filter centres; tests/core/test_preprocessing.py).
+        The normalisation is a table lookup in NumPy: no torch, so no OpenMP
+        work on the decode threads.
+        """
+        pixels = np.asarray(self._resized_crop(image)).transpose(2, 0, 1)
         out = np.empty(pixels.shape, dtype=np.float32)
         for channel in range(3):
             np.take(self._table[channel], pixels[channel], out=out[channel])
         return out
+
+    def _resized_crop(self, image: Image.Image) -> Image.Image:
+        """torchvision's resize(short side) + center_crop, resampling only the cropped region."""
+        if self.crop_size > self.resize_size:  # torchvision pads here; keep its own path
+            image = tvf.resize(image, [self.resize_size], interpolation=self.interpolation, antialias=True)
+            return tvf.center_crop(image, [self.crop_size])
+        width, height = image.size
+        # torchvision's sizes: the short side becomes resize_size, the long side is truncated.
+        if width <= height:
+            resized_w, resized_h = self.resize_size, int(self.resize_size * height / width)
+        else:
+            resized_w, resized_h = int(self.resize_size * width / height), self.resize_size
+        left = int(round((resized_w - self.crop_size) / 2.0))
+        top = int(round((resized_h - self.crop_size) / 2.0))
+        scale_x, scale_y = width / resized_w, height / resized_h
+        box = (left * scale_x, top * scale_y, (left + self.crop_size) * scale_x, (top + self.crop_size) * scale_y)
+        resample = Image.Resampling(tvf.pil_modes_mapping[self.interpolation])
+        return image.resize((self.crop_size, self.crop_size), resample, box=box)
