@@ -7,7 +7,12 @@ threads) and times ``predict_proba`` on a dedicated inference thread, as the
 batcher does, after loading the model:
 - "loader alive": loaded on a thread that stays alive afterwards (an executor
   thread, as `classify serve` did before service/core/threads.py);
-- "loader exited": loaded with ``call_on_exiting_thread`` (what it does now).
+- "loader exited": loaded with ``call_on_exiting_thread`` (what it does now);
+- "2nd model, own thread": as "loader exited", plus a second model (the bundled
+  EfficientNet-Lite0) that ran once on its own long-lived thread, as one
+  batcher thread per model would do;
+- "2nd model, same thread": the second model ran on the inference thread
+  itself (what the engine does when it serves several models).
 Layouts alternate within each round; the report gives per-round medians and
 the voluntary context switches per call, which show libgomp's throttled
 (sleeping) waits. Output: bench/results/openmp-teams.txt.
@@ -26,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-LAYOUTS = ("loader alive", "loader exited")
+LAYOUTS = ("loader alive", "loader exited", "2nd model, own thread", "2nd model, same thread")
 
 
 def measure(layout: str, weights: Path, backend: str, batch: int, calls: int) -> dict[str, float]:
@@ -43,10 +48,20 @@ def measure(layout: str, weights: Path, backend: str, batch: int, calls: int) ->
         loaded = keeper.submit(load_models, settings).result()[0]
     else:
         loaded = call_on_exiting_thread(load_models, settings)[0]
+    second = None
+    small = np.zeros((1, 3, 224, 224), dtype=np.float32)
+    if layout.startswith("2nd model"):
+        two = settings.model_copy(update={"model": ["resnet18", "efficientnet_lite0"]})
+        second = call_on_exiting_thread(load_models, two)[1]
+        if layout == "2nd model, own thread":
+            keeper = ThreadPoolExecutor(1)  # a second batcher thread: alive, holding its team
+            keeper.submit(second.backend.predict_proba, small).result()
     batch_input = np.random.default_rng(0).random((batch, 3, 224, 224), dtype=np.float32)
     result: dict[str, float] = {}
 
     def inference_thread() -> None:
+        if layout == "2nd model, same thread" and second is not None:
+            second.backend.predict_proba(small)
         for _ in range(5):
             loaded.backend.predict_proba(batch_input)
         before = resource.getrusage(resource.RUSAGE_THREAD)
@@ -97,9 +112,10 @@ def main() -> None:
         switches = statistics.median(row["voluntary_switches_per_call"] for row in rows[layout])
         rounds = ", ".join(f"{row['p50_ms']:.1f}" for row in rows[layout])
         print(f"| {layout} | {p50:.1f} | {switches:.0f} | {rounds} |")
-    ratios = [alive["p50_ms"] / exited["p50_ms"] for alive, exited in zip(rows[LAYOUTS[0]], rows[LAYOUTS[1]], strict=True)]
-    print(f"\nloader alive / loader exited, per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
-          f"median {statistics.median(ratios):.2f}")
+    print()
+    for slow, fast in ((LAYOUTS[0], LAYOUTS[1]), (LAYOUTS[2], LAYOUTS[3])):
+        ratios = [a["p50_ms"] / b["p50_ms"] for a, b in zip(rows[slow], rows[fast], strict=True)]
+        print(f"{slow} / {fast}, per round: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":

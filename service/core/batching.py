@@ -43,8 +43,10 @@ class _Job:
 class Batcher:
     """Feeds one backend from a bounded queue, on a single dedicated thread.
 
-    One long-lived thread per model because PyTorch and OpenMP keep per-thread
-    state: inference from a rotating pool of threads measured 15-25 % slower.
+    One long-lived thread because PyTorch and OpenMP keep per-thread state:
+    inference from a rotating pool of threads measured 15-25 % slower. With
+    several models, ``run_batch`` hands the batch to the engine's one shared
+    inference thread (service/core/threads.py says why).
     """
 
     def __init__(

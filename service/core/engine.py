@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -78,8 +78,14 @@ class Engine:
         self._jpeg_draft = jpeg_draft
         self._batching = batching
         self._max_batch_images = max_batch_images
+        # Several models share one inference thread: each thread that runs torch
+        # holds its own OpenMP team, and a second team throttles both (and two
+        # models at once would oversubscribe the cores anyway); see core/threads.py.
+        self._shared_inference = (
+            ThreadPoolExecutor(1, thread_name_prefix="inference") if len(self._models) > 1 else None
+        )
         self._batchers = {
-            name: Batcher(model.backend.predict_proba, batching, name)
+            name: Batcher(self._inference_function(model), batching, name)
             for name, model in self._models.items()
         }
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
@@ -195,7 +201,17 @@ class Engine:
             MODEL_READY.labels(name).set(0)
         for batcher in self._batchers.values():
             batcher.close()
+        if self._shared_inference is not None:
+            self._shared_inference.shutdown(wait=True)
         self._decode_pool.shutdown(wait=True, cancel_futures=True)
+
+    def _inference_function(self, model: LoadedModel) -> Callable[[np.ndarray], np.ndarray]:
+        """What a model's batcher calls: the backend itself, or a hop to the shared inference thread."""
+        predict = model.backend.predict_proba
+        shared = self._shared_inference
+        if shared is None:
+            return predict  # one model: its batcher thread is the inference thread
+        return lambda batch: shared.submit(predict, batch).result()
 
     def _resolve(self, name: str) -> LoadedModel:
         if not name:

@@ -8,7 +8,8 @@ spinning, so every layer of a forward pass pays a wake-up. On this 2-core
 machine ResNet18 ran slower on the inference thread, with dozens of context
 switches per call, for as long as the thread that had loaded it was alive
 (`python -m bench.openmp_teams`, bench/results/openmp-teams.txt). Loading on a
-thread that exits afterwards leaves the inference thread the only holder of a team.
+thread that exits afterwards, and running every served model on one inference
+thread, leaves that thread the only holder of a team.
 """
 
 from __future__ import annotations
