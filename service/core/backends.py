@@ -11,7 +11,7 @@ from torch import nn
 
 
 class Backend(Protocol):
-    """Runs a network; called from one long-lived inference thread per model."""
+    """Runs a network; called from the one long-lived inference thread."""
 
     name: str
     device: str

@@ -1,4 +1,4 @@
-"""Dynamic batching: single inputs grouped into batches on one long-lived thread per model."""
+"""Dynamic batching: single inputs grouped into batches, one batching thread per model."""
 
 from __future__ import annotations
 
