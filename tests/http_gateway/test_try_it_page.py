@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -89,10 +90,15 @@ def open_page(browser: WebDriver, server: ServerProcess) -> None:
     wait_for_state(browser, "ready", 30)
 
 
+def wait(browser: WebDriver, timeout: float) -> WebDriverWait[WebDriver]:
+    """A wait that polls again when the page redraws an element between finding and reading it."""
+    return WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def wait_for_state(browser: WebDriver, state: str, timeout: float) -> None:
     """The page's <body data-state>: ready once wired, busy while a request runs, done after."""
     body = (By.TAG_NAME, "body")
-    WebDriverWait(browser, timeout).until(lambda d: d.find_element(*body).get_attribute("data-state") == state)
+    wait(browser, timeout).until(lambda d: d.find_element(*body).get_attribute("data-state") == state)
 
 
 def upload(browser: WebDriver, path: Path) -> None:
@@ -136,7 +142,7 @@ def test_a_real_photo_gets_its_labels_as_bars(
     assert not problems, problems
 
     Select(browser.find_element(By.ID, "top-k")).select_by_visible_text("3")
-    WebDriverWait(browser, 60).until(lambda d: len(labels(d)) == 3)
+    wait(browser, 60).until(lambda d: len(labels(d)) == 3)
     assert labels(browser)[0] == "espresso"
 
 
@@ -170,7 +176,7 @@ def test_a_dropped_photo_is_classified_and_another_model_can_answer(
     browser: WebDriver, models_server: ServerProcess
 ) -> None:
     open_page(browser, models_server)
-    WebDriverWait(browser, 30).until(lambda d: len(Select(d.find_element(By.ID, "model")).options) > 1)
+    wait(browser, 30).until(lambda d: len(Select(d.find_element(By.ID, "model")).options) > 1)
     browser.execute_script(DROP, base64.b64encode(skimage_photo("chelsea.png")).decode(), "chelsea.png")
     wait_for_state(browser, "done", 120)
     first = browser.find_element(By.CSS_SELECTOR, "#predictions .prediction")
@@ -178,5 +184,5 @@ def test_a_dropped_photo_is_classified_and_another_model_can_answer(
     assert int(first.get_attribute("data-class-index")) in {281, 282, 285}, labels(browser)
 
     Select(browser.find_element(By.ID, "model")).select_by_value("resnet18")
-    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "model-name").text == "resnet18")
+    wait(browser, 60).until(lambda d: d.find_element(By.ID, "model-name").text == "resnet18")
     assert len(labels(browser)) == 5
