@@ -63,7 +63,7 @@ class Batcher:
         self._preparing = 0  # inputs announced by preparing() and not yet submitted
         self._preparing_lock = threading.Lock()
         QUEUE_DEPTH.labels(name).set_function(self._queue.qsize)
-        self._thread = threading.Thread(target=self._serve, name=f"inference-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
     @property
