@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.core.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Overloaded, Unavailable
+from service.core.statistics import StatisticsRecorder
 from service.metrics import BATCH_SIZE, CANCELLED, INFERENCE_SECONDS, QUEUE_DEPTH
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class _Job:
     inputs: np.ndarray
     future: Future[np.ndarray]
     deadline: float | None  # time.monotonic() value
+    queued_at: float  # time.perf_counter() value at submit
 
 
 class Batcher:
@@ -54,8 +56,10 @@ class Batcher:
         run_batch: Callable[[np.ndarray], np.ndarray],
         config: BatchingConfig,
         name: str,
+        statistics: StatisticsRecorder | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self._statistics = statistics
         self._config = config
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=config.max_queue)
         self._closed = False
@@ -85,7 +89,7 @@ class Batcher:
         """Queue one (3, H, W) input; the future resolves to its probability row."""
         if self._closed:
             raise Unavailable("server is shutting down")
-        job = _Job(inputs=inputs, future=Future(), deadline=deadline)
+        job = _Job(inputs=inputs, future=Future(), deadline=deadline, queued_at=time.perf_counter())
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -144,11 +148,14 @@ class Batcher:
         started = time.perf_counter()
         try:
             probabilities = self._run_batch(np.stack([job.inputs for job in live]))
-            INFERENCE_SECONDS.labels(self._name).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            INFERENCE_SECONDS.labels(self._name).observe(elapsed)
         except Exception:
             logger.exception("inference failed for a batch of %d", len(live))
             for job in live:
                 job.future.set_exception(Internal(INTERNAL_MESSAGE))
             return
+        if self._statistics is not None:
+            self._statistics.execution([started - job.queued_at for job in live], elapsed)
         for job, row in zip(live, probabilities, strict=True):
             job.future.set_result(row)

@@ -24,6 +24,7 @@ from service.core.errors import (
 )
 from service.core.images import ImageLimits, decode_image
 from service.core.models import LoadedModel, ModelInfo
+from service.core.statistics import Statistics, StatisticsRecorder
 from service.metrics import IN_FLIGHT, MODEL_READY, PREPROCESS_SECONDS, SHED
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,14 @@ class Classification:
     predictions: tuple[Prediction, ...]
     model: str
     model_version: str
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The class probabilities of several images, one row each, and the model that produced them."""
+
+    probabilities: np.ndarray  # (images, classes) float32
+    model: ModelInfo
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,9 @@ class Engine:
         self._shared_inference = (
             ThreadPoolExecutor(1, thread_name_prefix="inference") if len(self._models) > 1 else None
         )
+        self._statistics = {name: StatisticsRecorder() for name in self._models}
         self._batchers = {
-            name: Batcher(self._inference_function(model), batching, name)
+            name: Batcher(self._inference_function(model), batching, name, self._statistics[name])
             for name, model in self._models.items()
         }
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
@@ -102,6 +112,15 @@ class Engine:
     def ready(self) -> bool:
         """True once every model has run a warm-up batch and until shutdown begins."""
         return self._ready and not self._closed
+
+    @property
+    def max_batch_images(self) -> int:
+        """Most images one call may carry (batch calls, OIP requests)."""
+        return self._max_batch_images
+
+    @property
+    def batching(self) -> BatchingConfig:
+        return self._batching
 
     @property
     def default_model(self) -> str:
@@ -128,17 +147,56 @@ class Engine:
             for future in futures:
                 future.result()
             logger.info("warmed up model %s in %.2f s", name, time.perf_counter() - started)
+            self._statistics[name].reset()
             MODEL_READY.labels(name).set(1)
         self._ready = True
+
+    def statistics(self, name: str) -> Statistics:
+        """Cumulative inference statistics of the served model ``name``."""
+        return self._statistics[self._resolve(name).info.name].snapshot()
 
     async def classify(
         self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None
     ) -> Classification:
         """Classify one encoded image; ``timeout`` covers decoding, queueing and inference."""
+        loaded = self._serving(model)
+        k = _checked_top_k(top_k, loaded.info.num_classes)
+        row = await self._admitted(image, loaded, timeout)
+        started = time.perf_counter()
+        result = _top_k(row, k, loaded.info)
+        self._statistics[loaded.info.name].compute_output(time.perf_counter() - started)
+        return result
+
+    async def infer(self, images: Sequence[bytes], model: str = "", timeout: float | None = None) -> Inference:
+        """The class probabilities of each image, all by one model; any failing image fails the call."""
+        loaded = self._serving(model)
+        if not images:
+            raise InvalidArgument("a request needs at least one image")
+        if len(images) > self._max_batch_images:
+            raise InvalidArgument(f"a request holds at most {self._max_batch_images} images; got {len(images)}")
+        tasks = [asyncio.ensure_future(self._admitted(image, loaded, timeout)) for image in images]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            # One bad image fails the request: the others stop taking decode and batch slots.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise _as_service_error(task.exception())
+        started = time.perf_counter()
+        rows = np.stack([task.result() for task in tasks]).astype(np.float32, copy=False)
+        self._statistics[loaded.info.name].compute_output((time.perf_counter() - started) / len(images), len(images))
+        return Inference(rows, loaded.info)
+
+    def _serving(self, model: str) -> LoadedModel:
         if self._closed:
             raise Unavailable("server is shutting down")
-        loaded = self._resolve(model)
-        k = _checked_top_k(top_k, loaded.info.num_classes)
+        return self._resolve(model)
+
+    async def _admitted(self, image: bytes, loaded: LoadedModel, timeout: float | None) -> np.ndarray:
+        """One image through admission control, decoding and a batch; ``timeout`` covers all of it."""
         if self._in_flight >= self._max_in_flight:
             SHED.inc()
             raise Overloaded(
@@ -146,16 +204,21 @@ class Engine:
                 retry_after=1.0,
             )
         self._admit(+1)
+        started, ok = time.perf_counter(), False
         try:
             if timeout is None:
-                return await self._classify(image, k, loaded, None)
-            try:
-                async with asyncio.timeout(timeout):
-                    return await self._classify(image, k, loaded, time.monotonic() + timeout)
-            except TimeoutError:
-                raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
+                row = await self._probabilities(image, loaded, None)
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        row = await self._probabilities(image, loaded, time.monotonic() + timeout)
+                except TimeoutError:
+                    raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
+            ok = True
+            return row
         finally:
             self._admit(-1)
+            self._statistics[loaded.info.name].request(time.perf_counter() - started, ok)
 
     @property
     def in_flight(self) -> int:
@@ -223,16 +286,13 @@ class Engine:
                 f"model {name!r} is not served; served models: {', '.join(self._models)}"
             ) from None
 
-    async def _classify(
-        self, image: bytes, k: int, loaded: LoadedModel, deadline: float | None
-    ) -> Classification:
+    async def _probabilities(self, image: bytes, loaded: LoadedModel, deadline: float | None) -> np.ndarray:
         loop = asyncio.get_running_loop()
         batcher = self._batchers[loaded.info.name]
         with batcher.preparing():
             inputs = await loop.run_in_executor(self._decode_pool, self._prepare, image, loaded)
         future = batcher.submit(inputs, deadline)
-        row = await asyncio.wrap_future(future)
-        return _top_k(row, k, loaded.info)
+        return await asyncio.wrap_future(future)
 
     def _prepare(self, image: bytes, loaded: LoadedModel) -> np.ndarray:
         started = time.perf_counter()
@@ -240,7 +300,9 @@ class Engine:
         # resize size (measured: 99.6 % top-1 agreement, 3.6x faster; README).
         draft = 2 * loaded.preprocessing.resize_size if self._jpeg_draft else None
         inputs = loaded.preprocessing(decode_image(image, self._limits, draft))
-        PREPROCESS_SECONDS.labels(loaded.info.name).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        PREPROCESS_SECONDS.labels(loaded.info.name).observe(elapsed)
+        self._statistics[loaded.info.name].compute_input(elapsed)
         return inputs
 
 
@@ -266,9 +328,16 @@ def _top_k(probabilities: np.ndarray, k: int, info: ModelInfo) -> Classification
 
 
 def _as_outcome(outcome: object) -> Classification | ServiceError:
-    if isinstance(outcome, Classification | ServiceError):
+    if isinstance(outcome, Classification):
         return outcome
-    logger.error("unexpected error in a batch item", exc_info=outcome)  # type: ignore[arg-type]
+    return _as_service_error(outcome)
+
+
+def _as_service_error(error: object) -> ServiceError:
+    """ServiceErrors pass; anything else is logged with its traceback and becomes a generic INTERNAL."""
+    if isinstance(error, ServiceError):
+        return error
+    logger.error("unexpected error in a batch item", exc_info=error)  # type: ignore[arg-type]
     return Internal(INTERNAL_MESSAGE)
 
 

@@ -18,6 +18,7 @@ class ErrorCode(enum.IntEnum):
     NOT_FOUND = 5
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9
+    UNIMPLEMENTED = 12
     INTERNAL = 13
     UNAVAILABLE = 14
     UNAUTHENTICATED = 16
@@ -65,6 +66,12 @@ class Overloaded(ServiceError):
 
 class DeadlineExceeded(ServiceError):
     code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class Unimplemented(ServiceError):
+    """The call exists in a protocol this server speaks, but this server does not implement it."""
+
+    code = ErrorCode.UNIMPLEMENTED
 
 
 class Unavailable(ServiceError):
