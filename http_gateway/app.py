@@ -21,6 +21,7 @@ from http_gateway.errors import install_error_handlers
 from http_gateway.json_schema import component_schemas
 from http_gateway.limits import BodyLimitMiddleware
 from http_gateway.middleware import CallMiddleware
+from http_gateway.oip_routes import add_oip_routes
 from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
 from http_gateway.try_it import add_try_it_page
@@ -52,6 +53,7 @@ def create_app(
     routes = http_routes(services)
     add_rpc_routes(app, routes, backend, request_timeout_s)
     add_tutorial_routes(app, backend, request_timeout_s)
+    add_oip_routes(app, backend, request_timeout_s)
     _add_health_routes(app, backend)
     add_try_it_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,24 +36,36 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.RESOURCE_EXHAUSTED: 413,  # input too large; Overloaded is 429 (below)
     ErrorCode.FAILED_PRECONDITION: 400,
+    ErrorCode.UNIMPLEMENTED: 501,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.UNAUTHENTICATED: 401,
 }
 OVERLOADED_STATUS = 429
+OIP_PREFIX = "/v2"
 
 
 def http_status(error: ServiceError) -> int:
     return OVERLOADED_STATUS if isinstance(error, Overloaded) else HTTP_STATUS[error.code]
 
 
-def error_response(error: ServiceError) -> JSONResponse:
+def is_oip_path(path: str) -> bool:
+    """Paths of the Open Inference Protocol's REST API, whose error body is its own."""
+    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+
+
+def error_response(error: ServiceError, path: str = "") -> JSONResponse:
+    """The error as JSON: ``{"error": message}`` under /v2 (the OIP's form), else google.rpc.Status."""
     headers = {}
     if isinstance(error, Overloaded):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     if error.code == ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
-    body = json_format.MessageToDict(error_status(error), always_print_fields_with_no_presence=True)
+    body: dict[str, Any]
+    if is_oip_path(path):
+        body = {"error": error.message}
+    else:
+        body = json_format.MessageToDict(error_status(error), always_print_fields_with_no_presence=True)
     return JSONResponse(body, status_code=http_status(error), headers=headers)
 
 
@@ -69,24 +82,24 @@ def _framework_error(status: int, detail: str) -> ServiceError:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_service_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ServiceError)
-        return error_response(error)
+        return error_response(error, request.url.path)
 
     async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
-        return error_response(InvalidArgument(f"invalid request: {problems}"))
+        return error_response(InvalidArgument(f"invalid request: {problems}"), request.url.path)
 
     async def on_http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
-        response = error_response(_framework_error(error.status_code, str(error.detail)))
+        response = error_response(_framework_error(error.status_code, str(error.detail)), request.url.path)
         response.status_code = error.status_code  # keep 405, 404... as Starlette decided
         return response
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-        return error_response(Internal(INTERNAL_MESSAGE))
+        return error_response(Internal(INTERNAL_MESSAGE), request.url.path)
 
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

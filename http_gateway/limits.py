@@ -27,7 +27,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await error_response(too_large)(scope, receive, send)
+                    await error_response(too_large, scope["path"])(scope, receive, send)
                     return
         received = 0
 

@@ -17,7 +17,9 @@ from service.request_context import REQUEST_ID_HEADER, accept_request_id, reques
 logger = logging.getLogger("classify.access")
 
 # Health, and the try-it page's static files (its API calls carry the token the person types in).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/try-it/try_it.js", "/try-it/try_it.css"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/try-it/try_it.js", "/try-it/try_it.css"}
+)
 
 
 class CallMiddleware:
@@ -49,7 +51,7 @@ class CallMiddleware:
                 try:
                     self.verifier.check(headers.get("authorization"))
                 except ServiceError as error:
-                    await error_response(error)(scope, receive, send_with_id)
+                    await error_response(error, scope["path"])(scope, receive, send_with_id)
                     return
             await self.app(scope, receive, send_with_id)
         finally:

@@ -14,6 +14,7 @@ from http_gateway.app import create_app
 from http_gateway.backends import GrpcUpstreamBackend, InProcessBackend
 from http_gateway.server import HttpServer, TlsFiles
 from service.api.classifier_v1 import ClassifierServiceApi
+from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.auth import TokenVerifier, load_tokens
 from service.core.batching import BatchingConfig
@@ -109,16 +110,18 @@ async def serve(settings: Settings) -> int:
     verifier, tls = _verifier(settings), _tls(settings)
     engine_ref = EngineRef()
     classifier, tutorial = ClassifierServiceApi(engine_ref), TutorialClassifierApi(engine_ref)
+    inference = InferenceServiceApi(engine_ref)
     grpc_server = GrpcServer(
         classifier,
         tutorial,
+        inference,
         max_message_bytes=settings.max_request_bytes,
         verifier=verifier,
         reflection_enabled=settings.reflection,
     )
     grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
-        InProcessBackend(dict(zip(CLASSIFIER_SERVICES, (classifier, tutorial), strict=True)), engine_ref),
+        InProcessBackend(dict(zip(CLASSIFIER_SERVICES, (classifier, tutorial, inference), strict=True)), engine_ref),
         max_request_bytes=settings.max_request_bytes,
         request_timeout_s=settings.request_timeout_s,
         verifier=verifier,

@@ -40,11 +40,21 @@ def _denied(handler: grpc.RpcMethodHandler, error: ServiceError) -> grpc.RpcMeth
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    """Applies to ``services`` fully; other services (reflection) only get the auth check; health is open."""
+    """Applies to ``services`` fully; other services (reflection) only get the auth check; health is open.
 
-    def __init__(self, services: Iterable[str], open_services: Iterable[str], verifier: TokenVerifier | None) -> None:
+    ``open_methods`` (full method paths) skip the auth check but get the rest.
+    """
+
+    def __init__(
+        self,
+        services: Iterable[str],
+        open_services: Iterable[str],
+        verifier: TokenVerifier | None,
+        open_methods: Iterable[str] = (),
+    ) -> None:
         self._prefixes = tuple(f"/{name}/" for name in services)
         self._open = tuple(f"/{name}/" for name in open_services)
+        self._open_methods = frozenset(open_methods)
         self._verifier = verifier
 
     async def intercept_service(
@@ -55,7 +65,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(self._open):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
-        if self._verifier is not None:
+        if self._verifier is not None and method not in self._open_methods:
             try:
                 self._verifier.check(metadata.get("authorization"))
             except ServiceError as error:

@@ -10,18 +10,33 @@ from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
+from inference import grpc_service_pb2 as oip_pb
+from inference import grpc_service_pb2_grpc as oip_grpc
 from service.api.classifier_v1 import ClassifierServiceApi
+from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.auth import TokenVerifier
 from service.grpc_server.interceptor import CallInterceptor
-from service.grpc_server.servicers import ClassifierServiceServicer, TutorialClassifierServicer
+from service.grpc_server.servicers import (
+    ClassifierServiceServicer,
+    InferenceServiceServicer,
+    TutorialClassifierServicer,
+    UnimplementedMethods,
+)
 
 # Service names come from the descriptors, never from string literals.
+INFERENCE_SERVICE = oip_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 CLASSIFIER_SERVICES: tuple[str, ...] = (
     pb.DESCRIPTOR.services_by_name["ClassifierService"].full_name,
     tutorial_pb.DESCRIPTOR.services_by_name["Classifier"].full_name,
+    INFERENCE_SERVICE.full_name,
 )
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Liveness and readiness are open like grpc.health.v1: probes carry no token.
+OPEN_METHODS: tuple[str, ...] = tuple(
+    f"/{INFERENCE_SERVICE.full_name}/{INFERENCE_SERVICE.methods_by_name[name].name}"
+    for name in ("ServerLive", "ServerReady")
+)
 
 
 class GrpcServer:
@@ -31,13 +46,14 @@ class GrpcServer:
         self,
         classifier: ClassifierServiceApi,
         tutorial: TutorialClassifierApi,
+        inference: InferenceServiceApi,
         *,
         max_message_bytes: int,
         verifier: TokenVerifier | None = None,
         reflection_enabled: bool = True,
     ) -> None:
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier)],
+            interceptors=[CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS)],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -45,6 +61,9 @@ class GrpcServer:
         )
         pb_grpc.add_ClassifierServiceServicer_to_server(ClassifierServiceServicer(classifier), self.server)
         tutorial_grpc.add_ClassifierServicer_to_server(TutorialClassifierServicer(tutorial), self.server)
+        oip_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServiceServicer(inference), self.server)
+        # After the declared services: only calls none of them declares reach it.
+        self.server.add_generic_rpc_handlers((UnimplementedMethods((INFERENCE_SERVICE.full_name,)),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if reflection_enabled:

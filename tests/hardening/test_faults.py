@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.api.classifier_v1 import ClassifierServiceApi
+from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.core.batching import BatchingConfig
 from service.core.engine import Engine, EngineRef
@@ -147,7 +148,9 @@ def test_model_exception_fails_only_its_batch_and_the_server_recovers(
     threading.Thread(target=loop.run_forever, daemon=True).start()
 
     async def start() -> tuple[GrpcServer, int]:  # grpc.aio servers belong to the loop they run on
-        grpc_server = GrpcServer(ClassifierServiceApi(ref), TutorialClassifierApi(ref), max_message_bytes=1 << 24)
+        grpc_server = GrpcServer(
+            ClassifierServiceApi(ref), TutorialClassifierApi(ref), InferenceServiceApi(ref), max_message_bytes=1 << 24
+        )
         bound = grpc_server.listen("127.0.0.1", 0)
         await grpc_server.start()
         return grpc_server, bound

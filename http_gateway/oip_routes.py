@@ -1,0 +1,171 @@
+"""The Open Inference Protocol's REST API (KServe v2 / Triton ``/v2/...``) over the OIP API object.
+
+Every route builds the same proto request the gRPC side receives and calls
+it through the gateway's backend (in-process, or forwarded to a
+``--grpc-upstream``); bodies are the OIP's own JSON (http_gateway/oip_json.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from google.protobuf.message import Message
+
+from http_gateway.backends import RpcBackend
+from http_gateway.oip_json import (
+    HEADER_LENGTH,
+    infer_response_body,
+    message_json,
+    parse_infer_request,
+    parse_json_object,
+)
+from http_gateway.rpc_routes import call_backend
+from inference import grpc_service_pb2 as pb
+
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+TAG = "inference (Open Inference Protocol v2)"
+# The spec's health answer: 200 for true, a 4xx for false (Triton answers 400).
+NOT_READY = 400
+
+_ERRORS: dict[int | str, Any] = {
+    "4XX": {"description": 'client error: {"error": "..."}'},
+    "5XX": {"description": 'server error: {"error": "..."}'},
+}
+_INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "inputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "shape", "datatype"],
+                            "properties": {
+                                "name": {"type": "string", "example": "IMAGE"},
+                                "shape": {"type": "array", "items": {"type": "integer"}, "example": [1, 1]},
+                                "datatype": {"type": "string", "example": "BYTES"},
+                                "parameters": {"type": "object"},
+                                "data": {
+                                    "type": "array",
+                                    "description": "BYTES elements as base64 strings",
+                                    "items": {},
+                                },
+                            },
+                        },
+                    },
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string", "example": "PROBABILITIES"},
+                                "parameters": {"type": "object", "example": {"classification": 5}},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "binary data extension: JSON header (Inference-Header-Content-Length bytes), then raw tensors",
+        },
+    },
+}
+
+
+def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
+    """The /v2 routes: health, metadata, config, statistics, inference and the repository index."""
+
+    async def call(request: Request, rpc: str, message: Message) -> Any:
+        return await call_backend(request, backend, SERVICE.methods_by_name[rpc], message, timeout)
+
+    def route(path: str, endpoint: Callable[..., Awaitable[Response]], summary: str, verb: str = "GET", **extra: Any) -> None:
+        app.add_api_route(
+            path, endpoint, methods=[verb], tags=[TAG], summary=summary, responses=_ERRORS,
+            response_model=None, operation_id="oip_" + endpoint.__name__ + ("_version" if "{version}" in path else ""),
+            **extra,
+        )
+
+    async def server_metadata(request: Request) -> JSONResponse:
+        return JSONResponse(message_json(await call(request, "ServerMetadata", pb.ServerMetadataRequest())))
+
+    async def server_live(request: Request) -> JSONResponse:
+        live = (await call(request, "ServerLive", pb.ServerLiveRequest())).live
+        return JSONResponse({"live": live}, status_code=200 if live else NOT_READY)
+
+    async def server_ready(request: Request) -> JSONResponse:
+        ready = (await call(request, "ServerReady", pb.ServerReadyRequest())).ready
+        return JSONResponse({"ready": ready}, status_code=200 if ready else NOT_READY)
+
+    async def model_metadata(request: Request, model: str, version: str = "") -> JSONResponse:
+        reply = await call(request, "ModelMetadata", pb.ModelMetadataRequest(name=model, version=version))
+        return JSONResponse(message_json(reply))
+
+    async def model_ready(request: Request, model: str, version: str = "") -> JSONResponse:
+        ready = (await call(request, "ModelReady", pb.ModelReadyRequest(name=model, version=version))).ready
+        return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else NOT_READY)
+
+    async def model_config(request: Request, model: str, version: str = "") -> JSONResponse:
+        reply = await call(request, "ModelConfig", pb.ModelConfigRequest(name=model, version=version))
+        return JSONResponse(message_json(reply.config))
+
+    async def model_statistics(request: Request, model: str = "", version: str = "") -> JSONResponse:
+        reply = await call(request, "ModelStatistics", pb.ModelStatisticsRequest(name=model, version=version))
+        return JSONResponse(message_json(reply))
+
+    async def model_infer(request: Request, model: str, version: str = "") -> Response:
+        body = await request.body()
+        header_length = request.headers.get(HEADER_LENGTH)
+        # Parsing base64 images is CPU work: keep it off the event loop.
+        parsed = await asyncio.to_thread(parse_infer_request, body, header_length, model, version)
+        reply = await call(request, "ModelInfer", parsed.message)
+        content, json_length = infer_response_body(reply, parsed)
+        if json_length is None:
+            return Response(content, media_type="application/json")
+        return Response(
+            content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(json_length)}
+        )
+
+    async def repository_index(request: Request) -> JSONResponse:
+        body = await request.body()
+        message = pb.RepositoryIndexRequest()
+        if body.strip():
+            parsed = await asyncio.to_thread(parse_json_object, body)
+            message.ready = bool(parsed.get("ready", False))
+        reply = await call(request, "RepositoryIndex", message)
+        return JSONResponse([message_json(m) for m in reply.models])
+
+    async def model_load(request: Request, model: str) -> JSONResponse:
+        await call(request, "RepositoryModelLoad", pb.RepositoryModelLoadRequest(model_name=model))
+        return JSONResponse({})
+
+    async def model_unload(request: Request, model: str) -> JSONResponse:
+        await call(request, "RepositoryModelUnload", pb.RepositoryModelUnloadRequest(model_name=model))
+        return JSONResponse({})
+
+    route("/v2", server_metadata, "server metadata: name, version, extensions")
+    route("/v2/health/live", server_live, "liveness (open: no token needed)")
+    route("/v2/health/ready", server_ready, "readiness: every model loaded and warm (open: no token needed)")
+    route("/v2/models/stats", model_statistics, "inference statistics of every model")
+    for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        route(base, model_metadata, "model metadata: versions, inputs, outputs")
+        route(base + "/ready", model_ready, "model readiness")
+        route(base + "/config", model_config, "model configuration (Triton's format)")
+        route(base + "/stats", model_statistics, "inference statistics: counts, queue and compute times")
+        route(base + "/infer", model_infer, "inference: BYTES IMAGE in, FP32 PROBABILITIES or classification out",
+              verb="POST", openapi_extra={"requestBody": _INFER_BODY})
+    route("/v2/repository/index", repository_index, "the models and their state", verb="POST")
+    route("/v2/repository/models/{model}/load", model_load, "load or reload a model", verb="POST")
+    route("/v2/repository/models/{model}/unload", model_unload, "unload a model", verb="POST")
+

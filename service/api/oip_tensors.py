@@ -1,0 +1,54 @@
+"""Tensor element encodings of the Open Inference Protocol, shared by its gRPC and REST forms.
+
+A BYTES tensor in raw form (gRPC ``raw_input_contents``, REST's binary data
+extension) is its elements one after another, each a 4-byte little-endian
+length followed by that many bytes. Numeric tensors in raw form are their
+elements in little-endian, row-major order.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+import numpy as np
+
+from service.core.errors import InvalidArgument
+
+_LENGTH = struct.Struct("<I")
+
+
+def split_bytes_elements(raw: bytes, expected: int) -> list[bytes]:
+    """The elements of a raw BYTES tensor; exactly ``expected`` of them, or INVALID_ARGUMENT."""
+    elements: list[bytes] = []
+    offset, view = 0, memoryview(raw)
+    while offset < len(raw):
+        if offset + _LENGTH.size > len(raw):
+            raise InvalidArgument("raw BYTES tensor is truncated: an element's 4-byte length prefix is cut off")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += _LENGTH.size
+        if offset + length > len(raw):
+            raise InvalidArgument(
+                f"raw BYTES tensor is truncated: element {len(elements)} declares {length} bytes, "
+                f"{len(raw) - offset} remain"
+            )
+        elements.append(bytes(view[offset : offset + length]))
+        offset += length
+    if len(elements) != expected:
+        raise InvalidArgument(f"raw BYTES tensor holds {len(elements)} elements; its shape says {expected}")
+    return elements
+
+
+def join_bytes_elements(elements: Iterable[bytes]) -> bytes:
+    """A raw BYTES tensor: each element behind its 4-byte little-endian length."""
+    return b"".join(_LENGTH.pack(len(e)) + e for e in elements)
+
+
+def fp32_raw(array: np.ndarray) -> bytes:
+    """A float32 tensor's raw form: little-endian, row-major."""
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+def fp32_from_raw(raw: bytes) -> np.ndarray:
+    """The flat elements of a raw float32 tensor."""
+    return np.frombuffer(raw, dtype="<f4")
