@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser gen lint lint-proto audit docker bench
+.PHONY: install serve test browser oip-tools gen lint lint-proto audit docker bench
 
 install: $(STAMP)
 
@@ -23,12 +23,29 @@ serve: install
 	$(BIN)/classify serve
 
 # The try-it page's end-to-end test drives Debian's Chromium (never a downloaded browser).
-test: install browser
+test: install browser oip-tools
 	$(BIN)/python -m pytest
 
 browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+# Triton's own clients for the Open Inference Protocol tests: tritonclient pins
+# protobuf < 7, so it gets a venv of its own; perf_analyzer is the binary inside
+# tritonclient 2.51's wheel (the newest that runs on glibc 2.36), with Debian's
+# libb64 and the CUDA runtime library it links against (no GPU needed).
+OIP_VENV  := .venv-oip
+OIP_STAMP := $(OIP_VENV)/.installed
+oip-tools: $(OIP_STAMP)
+
+$(OIP_STAMP): Makefile
+	test -x $(OIP_VENV)/bin/python || $(PYTHON) -m venv $(OIP_VENV)
+	$(OIP_VENV)/bin/python -m pip install --quiet 'tritonclient[grpc,http]==2.73.0'
+	$(OIP_VENV)/bin/python -m pip install --quiet --no-deps --upgrade --target $(OIP_VENV)/perf_analyzer \
+		'tritonclient==2.51.0' 'nvidia-cuda-runtime-cu12==12.9.79'
+	dpkg -s libb64-0d >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d)
+	touch $@
 
 gen: install
 	$(BIN)/buf generate
