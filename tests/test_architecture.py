@@ -38,4 +38,4 @@ def test_readme_has_a_curl_example_for_every_route() -> None:
     app = create_app(InProcessBackend({}, EngineRef()), max_request_bytes=1 << 20, request_timeout_s=1)
     readme = (REPO / "README.md").read_text()
     for path in app.openapi()["paths"]:
-        assert f"http://127.0.0.1:8000{path.replace('{name}', 'resnet18')}" in readme, path
+        assert f"http://127.0.0.1:8000{path.replace('{name}', 'resnet18').replace('{version}', '1')}" in readme, path

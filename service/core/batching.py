@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.core.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Overloaded, Unavailable
-from service.core.statistics import StatisticsRecorder
+from service.core.statistics import StageTimes, StatisticsRecorder
 from service.metrics import BATCH_SIZE, CANCELLED, INFERENCE_SECONDS, QUEUE_DEPTH
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class _Job:
     future: Future[np.ndarray]
     deadline: float | None  # time.monotonic() value
     queued_at: float  # time.perf_counter() value at submit
+    times: StageTimes | None  # where the caller wants this input's queue and model time
 
 
 class Batcher:
@@ -85,11 +86,16 @@ class Batcher:
             with self._preparing_lock:
                 self._preparing -= 1
 
-    def submit(self, inputs: np.ndarray, deadline: float | None = None) -> Future[np.ndarray]:
-        """Queue one (3, H, W) input; the future resolves to its probability row."""
+    def submit(
+        self, inputs: np.ndarray, deadline: float | None = None, times: StageTimes | None = None
+    ) -> Future[np.ndarray]:
+        """Queue one (3, H, W) input; the future resolves to its probability row.
+
+        ``times`` gets the input's queue and model time before the future resolves.
+        """
         if self._closed:
             raise Unavailable("server is shutting down")
-        job = _Job(inputs=inputs, future=Future(), deadline=deadline, queued_at=time.perf_counter())
+        job = _Job(inputs=inputs, future=Future(), deadline=deadline, queued_at=time.perf_counter(), times=times)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -156,6 +162,9 @@ class Batcher:
                 job.future.set_exception(Internal(INTERNAL_MESSAGE))
             return
         if self._statistics is not None:
-            self._statistics.execution([started - job.queued_at for job in live], elapsed)
+            self._statistics.execution(len(live), elapsed)
         for job, row in zip(live, probabilities, strict=True):
+            if job.times is not None:
+                job.times.queue = started - job.queued_at
+                job.times.compute_infer = elapsed
             job.future.set_result(row)

@@ -24,6 +24,16 @@ class Duration:
         return Duration(self.count + count, self.ns + int(seconds * 1e9))
 
 
+@dataclass
+class StageTimes:
+    """Where one image's time went, in seconds; filled in as it moves through the engine."""
+
+    compute_input: float = 0.0
+    queue: float = 0.0
+    compute_infer: float = 0.0  # its whole batch's model time
+    compute_output: float = 0.0
+
+
 @dataclass(frozen=True)
 class Statistics:
     """A snapshot of one model's statistics since start-up."""
@@ -56,36 +66,32 @@ class StatisticsRecorder:
         with self._lock:
             return replace(self._stats, batches=dict(self._stats.batches))
 
-    def request(self, seconds: float, ok: bool) -> None:
+    def finished(self, seconds: float, times: StageTimes | None) -> None:
+        """One image is answered (``times`` says where its ``seconds`` went) or failed (``times`` is None)."""
         with self._lock:
             s = self._stats
-            if ok:
-                self._stats = replace(s, success=s.success.plus(seconds))
-            else:
+            if times is None:
                 self._stats = replace(s, fail=s.fail.plus(seconds))
+                return
+            self._stats = replace(
+                s,
+                success=s.success.plus(seconds),
+                compute_input=s.compute_input.plus(times.compute_input),
+                queue=s.queue.plus(times.queue),
+                compute_infer=s.compute_infer.plus(times.compute_infer),
+                compute_output=s.compute_output.plus(times.compute_output),
+            )
 
-    def compute_input(self, seconds: float) -> None:
-        with self._lock:
-            self._stats = replace(self._stats, compute_input=self._stats.compute_input.plus(seconds))
-
-    def compute_output(self, seconds: float, count: int = 1) -> None:
-        """``count`` images' answers took ``seconds`` each."""
-        with self._lock:
-            self._stats = replace(self._stats, compute_output=self._stats.compute_output.plus(seconds * count, count))
-
-    def execution(self, queued_seconds: list[float], infer_seconds: float) -> None:
-        """One batch ran: each of its images waited ``queued_seconds[i]``; the model took ``infer_seconds``."""
-        size = len(queued_seconds)
+    def execution(self, size: int, seconds: float) -> None:
+        """The model ran a batch of ``size`` images in ``seconds``."""
         with self._lock:
             s = self._stats
             batches = dict(s.batches)
-            batches[size] = batches.get(size, Duration()).plus(infer_seconds)
+            batches[size] = batches.get(size, Duration()).plus(seconds)
             self._stats = replace(
                 s,
                 inference_count=s.inference_count + size,
                 execution_count=s.execution_count + 1,
                 last_inference_ms=int(time.time() * 1000),
-                queue=Duration(s.queue.count + size, s.queue.ns + int(sum(queued_seconds) * 1e9)),
-                compute_infer=s.compute_infer.plus(infer_seconds * size, count=size),
                 batches=batches,
             )

@@ -31,8 +31,8 @@ def test_buf_format_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_tutorial_lint_waivers_are_needed_and_scoped(tmp_path: Path) -> None:
-    """Without the waivers the tutorial file fails lint, and only that file does."""
+def test_lint_waivers_are_needed_and_scoped(tmp_path: Path) -> None:
+    """Without the waivers the tutorial's and the inference protocol's files fail lint, and only they do."""
     for name in ("proto", "buf.gen.yaml"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
@@ -41,7 +41,9 @@ def test_tutorial_lint_waivers_are_needed_and_scoped(tmp_path: Path) -> None:
     result = _buf("lint", "--error-format", "json", cwd=tmp_path)
     assert result.returncode != 0
     files = {line.split('"path":"')[1].split('"')[0] for line in result.stdout.splitlines() if '"path"' in line}
-    assert files == {"proto/classify/classify.proto"}
+    assert files == {
+        "proto/classify/classify.proto", "proto/inference/grpc_service.proto", "proto/inference/model_config.proto"
+    }
 
 
 def _tree(root: Path) -> set[str]:

@@ -9,9 +9,20 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 
-def test_lists_the_three_services(channel: grpc.Channel) -> None:
+def test_lists_the_four_services(channel: grpc.Channel) -> None:
     services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
-    assert {"classify.v1.ClassifierService", "classify.Classifier", "grpc.health.v1.Health"} <= services
+    assert {
+        "classify.v1.ClassifierService", "classify.Classifier", "inference.GRPCInferenceService", "grpc.health.v1.Health"
+    } <= services
+
+
+def test_resolves_the_inference_protocol(channel: grpc.Channel) -> None:
+    """The OIP service and its messages, model_config.proto's included, resolve through reflection."""
+    pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+    service = pool.FindServiceByName("inference.GRPCInferenceService")
+    assert {"ServerLive", "ModelInfer", "ModelConfig", "ModelStatistics", "RepositoryIndex"} <= {m.name for m in service.methods}
+    config = service.methods_by_name["ModelConfig"].output_type.fields_by_name["config"].message_type
+    assert config.full_name == "inference.ModelConfig" and config.fields_by_name["max_batch_size"].number == 4
 
 
 def test_resolves_methods_and_messages(channel: grpc.Channel) -> None:

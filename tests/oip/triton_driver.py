@@ -63,7 +63,7 @@ def main() -> None:
         seen["ready_without_token"] = client.is_server_ready()
         seen["infer_without_token"] = _error(lambda: infer(_images(photos[:1]), send_headers=None))
         seen["metadata_without_token"] = _error(lambda: client.get_model_metadata(args.model))
-        seen["infer_with_token"] = infer(_images(photos[:1])).as_numpy("PROBABILITIES").shape
+        seen["infer_with_token"] = list(infer(_images(photos[:1])).as_numpy("PROBABILITIES").shape)
         print(json.dumps(seen))
         return
 
