@@ -102,9 +102,9 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if not PERF_ANALYZER.exists():
         raise SystemExit("perf_analyzer is missing: run `make oip-tools`")
+    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    import grpc
     from service.bench.images import benchmark_images
 
     concurrency = [int(c) for c in args.concurrency.split(",")]

@@ -163,6 +163,13 @@ class RestInferRequest:
 
 def parse_infer_request(body: bytes, header_length: str | None, model: str, version: str) -> RestInferRequest:
     """A REST inference body (JSON, or JSON plus binary tensors) as a ModelInferRequest."""
+    try:
+        return _parse_infer_request(body, header_length, model, version)
+    except (ValueError, TypeError) as error:  # a value the proto field cannot hold (an int64 overflow...)
+        raise InvalidArgument(f"invalid inference request: {error}") from None
+
+
+def _parse_infer_request(body: bytes, header_length: str | None, model: str, version: str) -> RestInferRequest:
     binary = b""
     if header_length is not None:
         try:

@@ -8,6 +8,7 @@ it through the gateway's backend (in-process, or forwarded to a
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -93,7 +94,7 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
     def route(path: str, endpoint: Callable[..., Awaitable[Response]], summary: str, verb: str = "GET", **extra: Any) -> None:
         app.add_api_route(
             path, endpoint, methods=[verb], tags=[TAG], summary=summary, responses=_ERRORS,
-            response_model=None, operation_id="oip_" + endpoint.__name__ + ("_version" if "{version}" in path else ""),
+            response_model=None, operation_id="oip_" + re.sub(r"\W+", "_", path.strip("/")),
             **extra,
         )
 
@@ -108,27 +109,27 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
         ready = (await call(request, "ServerReady", pb.ServerReadyRequest())).ready
         return JSONResponse({"ready": ready}, status_code=200 if ready else NOT_READY)
 
-    async def model_metadata(request: Request, model: str, version: str = "") -> JSONResponse:
-        reply = await call(request, "ModelMetadata", pb.ModelMetadataRequest(name=model, version=version))
+    async def model_metadata(request: Request, name: str, version: str = "") -> JSONResponse:
+        reply = await call(request, "ModelMetadata", pb.ModelMetadataRequest(name=name, version=version))
         return JSONResponse(message_json(reply))
 
-    async def model_ready(request: Request, model: str, version: str = "") -> JSONResponse:
-        ready = (await call(request, "ModelReady", pb.ModelReadyRequest(name=model, version=version))).ready
-        return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else NOT_READY)
+    async def model_ready(request: Request, name: str, version: str = "") -> JSONResponse:
+        ready = (await call(request, "ModelReady", pb.ModelReadyRequest(name=name, version=version))).ready
+        return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else NOT_READY)
 
-    async def model_config(request: Request, model: str, version: str = "") -> JSONResponse:
-        reply = await call(request, "ModelConfig", pb.ModelConfigRequest(name=model, version=version))
+    async def model_config(request: Request, name: str, version: str = "") -> JSONResponse:
+        reply = await call(request, "ModelConfig", pb.ModelConfigRequest(name=name, version=version))
         return JSONResponse(message_json(reply.config))
 
-    async def model_statistics(request: Request, model: str = "", version: str = "") -> JSONResponse:
-        reply = await call(request, "ModelStatistics", pb.ModelStatisticsRequest(name=model, version=version))
+    async def model_statistics(request: Request, name: str = "", version: str = "") -> JSONResponse:
+        reply = await call(request, "ModelStatistics", pb.ModelStatisticsRequest(name=name, version=version))
         return JSONResponse(message_json(reply))
 
-    async def model_infer(request: Request, model: str, version: str = "") -> Response:
+    async def model_infer(request: Request, name: str, version: str = "") -> Response:
         body = await request.body()
         header_length = request.headers.get(HEADER_LENGTH)
         # Parsing base64 images is CPU work: keep it off the event loop.
-        parsed = await asyncio.to_thread(parse_infer_request, body, header_length, model, version)
+        parsed = await asyncio.to_thread(parse_infer_request, body, header_length, name, version)
         reply = await call(request, "ModelInfer", parsed.message)
         content, json_length = infer_response_body(reply, parsed)
         if json_length is None:
@@ -146,19 +147,19 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
         reply = await call(request, "RepositoryIndex", message)
         return JSONResponse([message_json(m) for m in reply.models])
 
-    async def model_load(request: Request, model: str) -> JSONResponse:
-        await call(request, "RepositoryModelLoad", pb.RepositoryModelLoadRequest(model_name=model))
+    async def model_load(request: Request, name: str) -> JSONResponse:
+        await call(request, "RepositoryModelLoad", pb.RepositoryModelLoadRequest(model_name=name))
         return JSONResponse({})
 
-    async def model_unload(request: Request, model: str) -> JSONResponse:
-        await call(request, "RepositoryModelUnload", pb.RepositoryModelUnloadRequest(model_name=model))
+    async def model_unload(request: Request, name: str) -> JSONResponse:
+        await call(request, "RepositoryModelUnload", pb.RepositoryModelUnloadRequest(model_name=name))
         return JSONResponse({})
 
     route("/v2", server_metadata, "server metadata: name, version, extensions")
     route("/v2/health/live", server_live, "liveness (open: no token needed)")
     route("/v2/health/ready", server_ready, "readiness: every model loaded and warm (open: no token needed)")
     route("/v2/models/stats", model_statistics, "inference statistics of every model")
-    for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         route(base, model_metadata, "model metadata: versions, inputs, outputs")
         route(base + "/ready", model_ready, "model readiness")
         route(base + "/config", model_config, "model configuration (Triton's format)")
@@ -166,6 +167,6 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
         route(base + "/infer", model_infer, "inference: BYTES IMAGE in, FP32 PROBABILITIES or classification out",
               verb="POST", openapi_extra={"requestBody": _INFER_BODY})
     route("/v2/repository/index", repository_index, "the models and their state", verb="POST")
-    route("/v2/repository/models/{model}/load", model_load, "load or reload a model", verb="POST")
-    route("/v2/repository/models/{model}/unload", model_unload, "unload a model", verb="POST")
+    route("/v2/repository/models/{name}/load", model_load, "load or reload a model", verb="POST")
+    route("/v2/repository/models/{name}/unload", model_unload, "unload a model", verb="POST")
 

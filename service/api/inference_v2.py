@@ -19,7 +19,7 @@ from inference import grpc_service_pb2 as pb
 from inference import model_config_pb2 as config_pb
 from service.api.oip_tensors import fp32_raw, join_bytes_elements, split_bytes_elements
 from service.core.engine import Engine, EngineRef
-from service.core.errors import InvalidArgument, NotFound, Unimplemented
+from service.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from service.core.models import ModelInfo
 from service.core.statistics import Duration, Statistics
 
@@ -28,6 +28,7 @@ OUTPUT = "PROBABILITIES"
 CLASSIFICATION = "classification"  # Triton's classification extension: output parameter, K classes
 SERVER_NAME = "classify"
 # "statistics" makes perf_analyzer read ModelStatistics; list only what is implemented.
+FIXED_MODELS = "model control is off: the models are fixed at start-up (--model)"
 EXTENSIONS = ("classification", "binary_tensor_data", "statistics", "model_repository")
 
 
@@ -167,16 +168,12 @@ class InferenceServiceApi:
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, timeout: float | None = None
     ) -> pb.RepositoryModelLoadResponse:
-        raise Unimplemented(
-            "inference.GRPCInferenceService/RepositoryModelLoad: this server's models are fixed at start-up (--model)"
-        )
+        raise FailedPrecondition(f"cannot load {request.model_name!r}: {FIXED_MODELS}")
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, timeout: float | None = None
     ) -> pb.RepositoryModelUnloadResponse:
-        raise Unimplemented(
-            "inference.GRPCInferenceService/RepositoryModelUnload: this server's models are fixed at start-up (--model)"
-        )
+        raise FailedPrecondition(f"cannot unload {request.model_name!r}: {FIXED_MODELS}")
 
 
 def _model(engine: Engine, name: str, version: str) -> ModelInfo:

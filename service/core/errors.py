@@ -68,6 +68,12 @@ class DeadlineExceeded(ServiceError):
     code = ErrorCode.DEADLINE_EXCEEDED
 
 
+class FailedPrecondition(ServiceError):
+    """The call is valid but the server is not in a state to do it (e.g. model control is off)."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+
 class Unimplemented(ServiceError):
     """The call exists in a protocol this server speaks, but this server does not implement it."""
 

@@ -15,6 +15,15 @@ OPERATIONS = [
     ("POST", "/v1/classify"), ("POST", "/v1/classify:upload"), ("POST", "/v1/classify:batch"),
     ("GET", "/v1/models"), ("GET", "/v1/models/{name}"),
     ("POST", "/predict/file"), ("POST", "/predict/b64"), ("GET", "/healthz"), ("GET", "/readyz"),
+    # The Open Inference Protocol's REST API (http_gateway/oip_routes.py).
+    ("GET", "/v2"), ("GET", "/v2/health/live"), ("GET", "/v2/health/ready"), ("GET", "/v2/models/stats"),
+    ("POST", "/v2/repository/index"), ("POST", "/v2/repository/models/{name}/load"),
+    ("POST", "/v2/repository/models/{name}/unload"),
+    *(
+        (verb, base + suffix)
+        for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
+        for verb, suffix in (("GET", ""), ("GET", "/ready"), ("GET", "/config"), ("GET", "/stats"), ("POST", "/infer"))
+    ),
 ]
 
 

@@ -87,7 +87,7 @@ def test_classification_extension(seen: dict[str, Any], reference: np.ndarray, s
         parsed = [entry.split(":", 2) for entry in row]
         indices = [int(index) for _, index, _ in parsed]
         assert indices == list(np.argsort(-expected, kind="stable")[:3])
-        for (score, index, label), i in zip(parsed, indices, strict=True):
+        for (score, _index, label), i in zip(parsed, indices, strict=True):
             assert label == labels[i] and abs(float(score) - expected[i]) < 2e-6
             assert len(score.split(".")[1]) == 6
 
