@@ -6,14 +6,17 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser gen lint lint-proto audit docker bench
+.PHONY: install serve test browser gen gen-only lint lint-proto audit docker bench
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The server depends on the client by path (a regular install); make it editable
+	# here so that changes under clients/python take effect without reinstalling.
+	$(BIN)/python -m pip install --quiet --no-deps -e ./clients/python
 	touch $(STAMP)
 
 # Fetching is best-effort: offline, `classify serve` falls back to the bundled
@@ -30,8 +33,14 @@ browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
-gen: install
+# gen/ from buf.gen.yaml, then the Python client's copy of classify.v1 (its own
+# template). The drift test (tests/contract/test_buf.py) runs this very target in
+# a clean copy of the tree; gen-only is it without the install step.
+gen: install gen-only
+
+gen-only:
 	$(BIN)/buf generate
+	$(BIN)/buf generate --template clients/python/buf.gen.yaml
 
 lint-proto: install
 	$(BIN)/buf lint

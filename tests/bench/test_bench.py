@@ -17,7 +17,7 @@ from service.bench.cli import plan
 from service.bench.loadgen import Limits, Sent, closed_loop, require_loopback
 from service.bench.report import render_markdown
 from service.bench.stats import RunResult, percentile, summarize, with_pipeline_ratios
-from service.client import ClassifyError
+from classify_client.client import ClassifyError
 from tests.support import REPO, ServerProcess
 
 
