@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from classify_client.cli import add_predict_arguments
-
 from service.core.errors import StartupError
-from service.request_context import configure_logging
+from service.logs import configure_logging
 from service.settings import add_settings_arguments, settings_from_args
 
 GATEWAY_SETTINGS = {
@@ -27,7 +26,7 @@ def _run_server(args: argparse.Namespace) -> int:
     except ValueError as error:  # pydantic's ValidationError names the bad setting
         print(f"classify serve: invalid configuration:\n{error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format == "json")
+    configure_logging(settings.log_level, settings.log_format)
     from service import app  # heavy imports (torch) only for serving
 
     entry = app.serve if args.command == "serve" else app.serve_gateway
@@ -80,7 +79,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from service.quantize import quantize_model
 
     settings = settings_from_args(args)
-    configure_logging(settings.log_level, json_logs=False)
+    configure_logging(settings.log_level, "text")
     try:
         result = quantize_model(
             args.model_option, Path(args.calibration), settings, args.max_images, args.signed_activations
