@@ -46,10 +46,11 @@ lint-proto: install
 	$(BIN)/buf lint
 	$(BIN)/buf format --exit-code --diff
 
-# Hand-written code only: gen/ is generated, clients/ has its own toolchain.
+# Hand-written code only: gen/ and the Python client's _proto/ and models/ are
+# generated; clients/typescript has its own toolchain.
 lint: lint-proto
-	$(BIN)/ruff check service http_gateway tests bench
-	$(BIN)/mypy service http_gateway
+	$(BIN)/ruff check service http_gateway tests bench clients/python/src/classify_client/*.py
+	$(BIN)/mypy service http_gateway clients/python/src/classify_client/*.py
 
 # Known-vulnerability audit of everything installed in .venv (needs pypi.org's JSON API).
 audit: install

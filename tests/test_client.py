@@ -15,9 +15,9 @@ import grpc
 import pytest
 import trustme
 
+import classify_client
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-import classify_client
 from classify_client import AsyncClient, ClassifyError, Client, RetryPolicy
 from classify_client.models.classify import v1 as models
 from tests.support import REPO, ServerProcess, free_port, start_server

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from classify_client.client import NO_RETRY, AsyncClient, ClassifyError
 from service.bench.images import SIZE, benchmark_images
 from service.bench.loadgen import Limits, closed_loop, require_loopback
 from service.bench.modes import MODES, Workload, open_mode
 from service.bench.report import table_row, write_outputs
 from service.bench.stats import RunResult, with_pipeline_ratios
-from classify_client.client import NO_RETRY, AsyncClient, ClassifyError
 from service.settings import Settings, settings_from_args
 
 if TYPE_CHECKING:
