@@ -10,12 +10,12 @@ export PATH := $(BIN):$(PATH)
 
 install: $(STAMP)
 
+# The server depends on the client by path (a regular install); the last step makes
+# it editable, so that changes under clients/python take effect without reinstalling.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The server depends on the client by path (a regular install); make it editable
-	# here so that changes under clients/python take effect without reinstalling.
 	$(BIN)/python -m pip install --quiet --no-deps -e ./clients/python
 	touch $(STAMP)
 
