@@ -25,6 +25,8 @@ COPY pyproject.toml README.md ./
 COPY gen/ gen/
 COPY service/ service/
 COPY http_gateway/ http_gateway/
+# The Python client: the server depends on it by path (pyproject: {root:uri}/clients/python).
+COPY clients/python/ clients/python/
 # A regular (not editable) install: the wheel carries service/, http_gateway/ (with its
 # static page) and the generated code. The CPU builds (2.14.1+cpu) satisfy pyproject's
 # torch==2.14.1, so pip keeps them; `pip check` fails the build on any broken requirement.

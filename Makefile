@@ -6,14 +6,17 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser oip-tools gen lint lint-proto audit docker bench
+.PHONY: install serve test browser oip-tools gen gen-only lint lint-proto audit docker bench
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The server depends on the client by path (a regular install); the last step makes
+# it editable, so that changes under clients/python take effect without reinstalling.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -e ./clients/python
 	touch $(STAMP)
 
 # Fetching is best-effort: offline, `classify serve` falls back to the bundled
@@ -47,17 +50,24 @@ $(OIP_STAMP): Makefile
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d)
 	touch $@
 
-gen: install
+# gen/ from buf.gen.yaml, then the Python client's copy of classify.v1 (its own
+# template). The drift test (tests/contract/test_buf.py) runs this very target in
+# a clean copy of the tree; gen-only is it without the install step.
+gen: install gen-only
+
+gen-only:
 	$(BIN)/buf generate
+	$(BIN)/buf generate --template clients/python/buf.gen.yaml
 
 lint-proto: install
 	$(BIN)/buf lint
 	$(BIN)/buf format --exit-code --diff
 
-# Hand-written code only: gen/ is generated, clients/ has its own toolchain.
+# Hand-written code only: gen/ and the Python client's _proto/ and models/ are
+# generated; clients/typescript has its own toolchain.
 lint: lint-proto
-	$(BIN)/ruff check service http_gateway tests bench
-	$(BIN)/mypy service http_gateway
+	$(BIN)/ruff check service http_gateway tests bench clients/python/src/classify_client/*.py
+	$(BIN)/mypy service http_gateway clients/python/src/classify_client/*.py
 
 # Known-vulnerability audit of everything installed in .venv (needs pypi.org's JSON API).
 audit: install

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from bench.run import REPO, free_port, start, stop, wait_until, weights_file
-from service.client import Client
+from classify_client.client import Client
 
 MODES = ("grpc-unary", "http-multipart")
 

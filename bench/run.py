@@ -170,8 +170,8 @@ def wait_ready(
     """Ours until SERVING; the tutorial's until they answer, then one request each (they load the model lazily)."""
     from classify import classify_pb2 as tutorial_pb
     from classify import classify_pb2_grpc as tutorial_pb_grpc
+    from classify_client.client import Client
     from service.bench.images import benchmark_images
-    from service.client import Client
 
     photo = next(iter(benchmark_images().values()))
     with Client(f"127.0.0.1:{grpc_port}") as client:

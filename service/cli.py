@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from classify_client.cli import add_predict_arguments
 from service.core.errors import StartupError
-from service.request_context import configure_logging
+from service.logs import configure_logging
 from service.settings import add_settings_arguments, settings_from_args
 
 GATEWAY_SETTINGS = {
@@ -26,7 +26,7 @@ def _run_server(args: argparse.Namespace) -> int:
     except ValueError as error:  # pydantic's ValidationError names the bad setting
         print(f"classify serve: invalid configuration:\n{error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format == "json")
+    configure_logging(settings.log_level, settings.log_format)
     from service import app  # heavy imports (torch) only for serving
 
     entry = app.serve if args.command == "serve" else app.serve_gateway
@@ -35,33 +35,6 @@ def _run_server(args: argparse.Namespace) -> int:
     except StartupError as error:
         logging.getLogger("classify").error("cannot start: %s", error)
         return 2
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from service.client import ClassifyError, Client, to_proto_json
-
-    status = 0
-    target = args.http if args.transport == "http" else args.server
-    with Client(target, transport=args.transport) as client:
-        for name in args.images:
-            path = Path(name)
-            try:
-                response = client.classify(path.read_bytes(), top_k=args.top_k, model=args.model, timeout=args.timeout)
-            except OSError as error:
-                print(f"{name}: cannot read: {error.strerror}", file=sys.stderr)
-                status = 1
-                continue
-            except ClassifyError as error:
-                print(f"{name}: {error.code}: {error.message}", file=sys.stderr)
-                status = 1
-                continue
-            if args.json:
-                print(json.dumps({"image": name, **to_proto_json(response)}))
-            else:
-                print(f"{name}  (model {response.model} @ {response.model_version})")
-                for rank, p in enumerate(response.predictions, 1):
-                    print(f"  {rank:>2}. {p.label:<32} {p.probability:8.4f}  [{p.class_index}]")
-    return status
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -106,7 +79,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from service.quantize import quantize_model
 
     settings = settings_from_args(args)
-    configure_logging(settings.log_level, json_logs=False)
+    configure_logging(settings.log_level, "text")
     try:
         result = quantize_model(
             args.model_option, Path(args.calibration), settings, args.max_images, args.signed_activations
@@ -156,16 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--dir", default="weights", help="weights directory (default: weights)")
     weights.set_defaults(run=lambda a: _weights_fetch(a) if a.weights_command == "fetch" else _weights_scan(a))
 
-    predict = commands.add_parser("predict", help="classify images with a running server")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("--server", default="127.0.0.1:50051", help="gRPC address HOST:PORT")
-    predict.add_argument("--transport", choices=["grpc", "http"], default="grpc", help="call over gRPC (--server) or HTTP (--http)")
-    predict.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="HTTP gateway base URL")
-    predict.add_argument("--top-k", type=int, default=5)
-    predict.add_argument("--model", default="", help="served model name (default: the server's)")
-    predict.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
-    predict.add_argument("--json", action="store_true", help="one proto3-JSON document per image")
-    predict.set_defaults(run=_predict)
+    # The client library's own command, so both behave alike (classify-client predict ...).
+    add_predict_arguments(commands.add_parser("predict", help="classify images with a running server"))
 
     bench = commands.add_parser("bench", help="measure running servers: img/s, latency, bytes, client CPU")
     bench.add_argument("--grpc", default="127.0.0.1:50051", metavar="HOST:PORT", help="our gRPC address")

@@ -1,4 +1,4 @@
-"""Request ids carried through a call (contextvars) and into every log line."""
+"""Request ids carried through a call (contextvars) and into every log line (service.logs)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import contextvars
 import logging
 import re
 import uuid
-
-from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -22,25 +20,9 @@ def accept_request_id(candidate: str | None) -> str:
     return uuid.uuid4().hex
 
 
-class _RequestIdFilter(logging.Filter):
+class RequestIdFilter(logging.Filter):
+    """Adds the current call's request id to every record (``-`` outside a call)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
-
-
-def configure_logging(level: str, json_logs: bool) -> None:
-    """Root logging: one JSON object a line (default) or plain text, each with its request id."""
-    handler = logging.StreamHandler()
-    handler.addFilter(_RequestIdFilter())
-    if json_logs:
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            )
-        )
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())

@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     reflection: bool = Field(True, description="serve gRPC server reflection")
     docs: bool = Field(True, description="serve /docs and /openapi.json")
     log_level: str = Field("INFO", description="logging level")
-    log_format: Literal["json", "text"] = Field("json", description="log lines as JSON objects or plain text")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="log lines as JSON objects or plain text; auto: text when stderr is a terminal, else JSON"
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

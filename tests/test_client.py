@@ -1,4 +1,4 @@
-"""service.client against real servers: both transports, sync and asyncio, errors, retries, deadlines, tokens, TLS."""
+"""classify_client (clients/python) against real servers: both transports, sync and asyncio, errors, retries, deadlines, tokens, TLS."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import grpc
 import pytest
 import trustme
 
+import classify_client
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from pydantic_models.classify import v1 as models
-from service.client import AsyncClient, ClassifyError, Client, RetryPolicy
+from classify_client import AsyncClient, ClassifyError, Client, RetryPolicy
+from classify_client.models.classify import v1 as models
 from tests.support import REPO, ServerProcess, free_port, start_server
 
 TRANSPORTS = ("grpc", "http")
@@ -145,7 +146,7 @@ def test_retry_policy_backs_off_honours_retry_after_and_the_deadline() -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_gives_up_after_the_bound_with_unavailable(transport: str, caplog: pytest.LogCaptureFixture) -> None:
     """Nothing listening: max_attempts tries, then UNAVAILABLE; a deadline cuts retries shorter, sync and async."""
-    caplog.set_level(logging.INFO, logger="service.client")
+    caplog.set_level(logging.INFO, logger="classify_client.client")
     port = free_port()
     target = f"127.0.0.1:{port}" if transport == "grpc" else f"http://127.0.0.1:{port}"
     policy = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
@@ -183,7 +184,7 @@ def test_retries_a_loading_server_until_ready_over_tls_with_a_token(
         weights, tmp_path, "--tls-cert-file", str(tmp_path / "server.pem"), "--tls-key-file", str(tmp_path / "server.key"),
         "--auth-token-file", str(tmp_path / "tokens"), wait=False,
     )
-    caplog.set_level(logging.INFO, logger="service.client")
+    caplog.set_level(logging.INFO, logger="classify_client.client")
     targets = {"grpc": server.grpc_address, "http": server.http_url.replace("http://", "https://")}
     policy = RetryPolicy(max_attempts=1000, initial_backoff_s=0.05, max_backoff_s=0.5)
     results: dict[str, object] = {}
@@ -242,7 +243,7 @@ def test_http_errors_without_a_status_body_and_overload_hints() -> None:
     """A 429's Retry-After makes it retryable; a body that is no google.rpc.Status maps from the HTTP status."""
     import httpx
 
-    from service.client import error_from_http
+    from classify_client.client import error_from_http
 
     shed = error_from_http(httpx.Response(429, headers={"retry-after": "2"}, json={"code": 8, "message": "queue full"}))
     assert (shed.code, shed.message, shed.retry_after, shed.retryable) == ("RESOURCE_EXHAUSTED", "queue full", 2.0, True)
@@ -254,6 +255,12 @@ def test_http_errors_without_a_status_body_and_overload_hints() -> None:
 
 def test_the_client_does_not_import_torch() -> None:
     """Clients stay light: neither the client nor the load generator pulls in torch or FastAPI."""
-    code = "import sys, service.client, service.bench.cli; print(sorted({'torch', 'fastapi'} & set(sys.modules)))"
+    code = "import sys, classify_client, service.bench.cli; print(sorted({'torch', 'fastapi'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_client_states_the_api_it_speaks() -> None:
+    """The distribution's major version is the N of the classify.vN package its generated code speaks."""
+    assert classify_client.API_PACKAGE == pb.DESCRIPTOR.package == "classify.v1"
+    assert classify_client.__version__.split(".")[0] == classify_client.API_PACKAGE.removeprefix("classify.v")

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from classify_client.client import NO_RETRY, AsyncClient, ClassifyError
 from service.bench.images import SIZE, benchmark_images
 from service.bench.loadgen import Limits, closed_loop, require_loopback
 from service.bench.modes import MODES, Workload, open_mode
 from service.bench.report import table_row, write_outputs
 from service.bench.stats import RunResult, with_pipeline_ratios
-from service.client import NO_RETRY, AsyncClient, ClassifyError
 from service.settings import Settings, settings_from_args
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ async def _measure(
 
 async def _served_models(planned: Sequence[Planned], args: argparse.Namespace) -> dict[str, Any]:
     """Our server's ListModels in proto3 JSON (names, versions, backends), for the report."""
-    from service.client import to_proto_json
+    from classify_client.client import to_proto_json
 
     use_http = all(MODES[p.mode][0] == "http" for p in planned if p.target == "service")
     async with AsyncClient(args.http if use_http else args.grpc, transport="http" if use_http else "grpc", retry=NO_RETRY, timeout=10) as client:

@@ -1,6 +1,6 @@
 """The request kinds the benchmark sends: one small class per mode, each a ``send(n)`` and its bytes per image.
 
-Our API goes through :class:`service.client.AsyncClient` where it can (its cost
+Our API goes through :class:`classify_client.AsyncClient` where it can (its cost
 is part of what a user pays); the multipart route, the bidirectional stream and
 the tutorial's API have no client method, so those modes use httpx or the
 generated stubs directly.
@@ -24,8 +24,8 @@ from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_pb_grpc
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
+from classify_client.client import NO_RETRY, AsyncClient, ClassifyError, code_name, error_from_http, json_body
 from service.bench.loadgen import Sent
-from service.client import NO_RETRY, AsyncClient, ClassifyError, code_name, error_from_http, json_body
 
 GRPC_FRAME = 5  # gRPC's length-prefixed message header: 1 flag byte + 4 length bytes
 REQUEST_TIMEOUT_S = 60.0

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classify_client.client import ClassifyError
 from service.bench.cli import plan
 from service.bench.loadgen import Limits, Sent, closed_loop, require_loopback
 from service.bench.report import render_markdown
 from service.bench.stats import RunResult, percentile, summarize, with_pipeline_ratios
-from service.client import ClassifyError
 from tests.support import REPO, ServerProcess
 
 

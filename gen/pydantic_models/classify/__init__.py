@@ -32,8 +32,8 @@ class ImageRequest(betterproto2.Message):
     image is the encoded image file: JPEG, PNG, WebP, BMP, GIF or TIFF.
     """
 
-    topk: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(2, betterproto2.TYPE_INT32)
+    topk: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        2, betterproto2.TYPE_INT32
     )
     """
     topk is how many classes to return; 0 means 5.
@@ -49,15 +49,15 @@ class Prediction(betterproto2.Message):
     Prediction is one class and its probability.
     """
 
-    label: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    label: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     label is the human-readable class name.
     """
 
-    prob: "typing.Annotated[float, pydantic.AfterValidator(betterproto2.validators.validate_float32)]" = betterproto2.field(
-        2, betterproto2.TYPE_FLOAT
+    prob: "typing.Annotated[float, pydantic.AfterValidator(betterproto2.validators.validate_float32)]" = (
+        betterproto2.field(2, betterproto2.TYPE_FLOAT)
     )
     """
     prob is the softmax probability of the class.
@@ -73,14 +73,10 @@ class PredictionResponse(betterproto2.Message):
     PredictionResponse holds the top-K classes, most probable first.
     """
 
-    topk: "list[Prediction]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    topk: "list[Prediction]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     topk are the predictions, sorted by probability, highest first.
     """
 
 
-default_message_pool.register_message(
-    "classify", "PredictionResponse", PredictionResponse
-)
+default_message_pool.register_message("classify", "PredictionResponse", PredictionResponse)

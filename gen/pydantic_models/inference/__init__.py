@@ -186,38 +186,30 @@ class InferBatchStatistics(betterproto2.Message):
     InferBatchStatistics is the compute time of the batches of one size.
     """
 
-    batch_size: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = (
-        betterproto2.field(1, betterproto2.TYPE_UINT64)
+    batch_size: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = betterproto2.field(
+        1, betterproto2.TYPE_UINT64
     )
     """
     batch_size is the size of these batches.
     """
 
-    compute_input: "StatisticDuration | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compute_input: "StatisticDuration | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     """
     compute_input is the time spent preparing the batches' inputs.
     """
 
-    compute_infer: "StatisticDuration | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compute_infer: "StatisticDuration | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     """
     compute_infer is the time spent running the model on them.
     """
 
-    compute_output: "StatisticDuration | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compute_output: "StatisticDuration | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     compute_output is the time spent handling their outputs.
     """
 
 
-default_message_pool.register_message(
-    "inference", "InferBatchStatistics", InferBatchStatistics
-)
+default_message_pool.register_message("inference", "InferBatchStatistics", InferBatchStatistics)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -229,9 +221,7 @@ class InferParameter(betterproto2.Message):
         - parameter_choice: parameter_choice holds the value, of one of these types.
     """
 
-    bool_param: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL, optional=True, group="parameter_choice"
-    )
+    bool_param: "bool | None" = betterproto2.field(1, betterproto2.TYPE_BOOL, optional=True, group="parameter_choice")
     """
     bool_param is a boolean value.
     """
@@ -243,8 +233,8 @@ class InferParameter(betterproto2.Message):
     int64_param is an integer value (e.g. "classification": 5).
     """
 
-    string_param: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="parameter_choice"
+    string_param: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group="parameter_choice")
     )
     """
     string_param is a string value.
@@ -257,10 +247,8 @@ class InferParameter(betterproto2.Message):
     double_param is a floating-point value.
     """
 
-    uint64_param: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)] | None" = (
-        betterproto2.field(
-            5, betterproto2.TYPE_UINT64, optional=True, group="parameter_choice"
-        )
+    uint64_param: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)] | None" = betterproto2.field(
+        5, betterproto2.TYPE_UINT64, optional=True, group="parameter_choice"
     )
     """
     uint64_param is an unsigned integer value.
@@ -280,45 +268,33 @@ class InferStatistics(betterproto2.Message):
     InferStatistics splits a model's request time into its stages.
     """
 
-    success: "StatisticDuration | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    success: "StatisticDuration | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     success counts requests that succeeded, with their time from arrival
     to response.
     """
 
-    fail: "StatisticDuration | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    fail: "StatisticDuration | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     """
     fail counts requests that failed, with their time.
     """
 
-    queue: "StatisticDuration | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    queue: "StatisticDuration | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     """
     queue is the time requests waited for a place in an inference batch.
     """
 
-    compute_input: "StatisticDuration | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compute_input: "StatisticDuration | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     compute_input is the time spent decoding and preprocessing inputs.
     """
 
-    compute_infer: "StatisticDuration | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compute_infer: "StatisticDuration | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
     """
     compute_infer is the time spent running the model.
     """
 
-    compute_output: "StatisticDuration | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compute_output: "StatisticDuration | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
     """
     compute_output is the time spent turning model outputs into the response.
     """
@@ -334,9 +310,7 @@ class InferTensorContents(betterproto2.Message):
     order, in the repeated field that matches the tensor's datatype.
     """
 
-    bool_contents: "list[bool]" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL, repeated=True
-    )
+    bool_contents: "list[bool]" = betterproto2.field(1, betterproto2.TYPE_BOOL, repeated=True)
     """
     bool_contents holds BOOL elements.
     """
@@ -355,8 +329,8 @@ class InferTensorContents(betterproto2.Message):
     int64_contents holds INT64 elements.
     """
 
-    uint_contents: "list[typing.Annotated[int, pydantic.Field(ge=0, le=2**32 - 1)]]" = (
-        betterproto2.field(4, betterproto2.TYPE_UINT32, repeated=True)
+    uint_contents: "list[typing.Annotated[int, pydantic.Field(ge=0, le=2**32 - 1)]]" = betterproto2.field(
+        4, betterproto2.TYPE_UINT32, repeated=True
     )
     """
     uint_contents holds UINT8, UINT16 and UINT32 elements.
@@ -376,25 +350,19 @@ class InferTensorContents(betterproto2.Message):
     fp32_contents holds FP32 elements.
     """
 
-    fp64_contents: "list[float]" = betterproto2.field(
-        7, betterproto2.TYPE_DOUBLE, repeated=True
-    )
+    fp64_contents: "list[float]" = betterproto2.field(7, betterproto2.TYPE_DOUBLE, repeated=True)
     """
     fp64_contents holds FP64 elements.
     """
 
-    bytes_contents: "list[bytes]" = betterproto2.field(
-        8, betterproto2.TYPE_BYTES, repeated=True
-    )
+    bytes_contents: "list[bytes]" = betterproto2.field(8, betterproto2.TYPE_BYTES, repeated=True)
     """
     bytes_contents holds BYTES elements, one byte string each (an encoded
     image per element here).
     """
 
 
-default_message_pool.register_message(
-    "inference", "InferTensorContents", InferTensorContents
-)
+default_message_pool.register_message("inference", "InferTensorContents", InferTensorContents)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -406,55 +374,47 @@ class ModelConfig(betterproto2.Message):
         - scheduling_choice: scheduling_choice is how requests are scheduled onto the model.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name.
     """
 
-    platform: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    platform: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     platform names the framework the model runs on (e.g. "pytorch_libtorch").
     """
 
-    backend: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        17, betterproto2.TYPE_STRING
+    backend: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(17, betterproto2.TYPE_STRING)
     )
     """
     backend names the server component that runs the model.
     """
 
-    max_batch_size: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(4, betterproto2.TYPE_INT32)
+    max_batch_size: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        4, betterproto2.TYPE_INT32
     )
     """
     max_batch_size is the most batch entries one request may carry; 0 means
     the model takes no batch dimension.
     """
 
-    input: "list[ModelInput]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    input: "list[ModelInput]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     input describes the model's inputs.
     """
 
-    output: "list[ModelOutput]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    output: "list[ModelOutput]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     output describes the model's outputs.
     """
 
     parameters: "dict[str, ModelParameter]" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        14, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are named model parameters; this server gives each model's
@@ -482,24 +442,22 @@ class ModelConfigRequest(betterproto2.Message):
     ModelConfigRequest asks for a model's configuration.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     version pins a model version; empty means the current one.
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelConfigRequest", ModelConfigRequest
-)
+default_message_pool.register_message("inference", "ModelConfigRequest", ModelConfigRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -508,17 +466,13 @@ class ModelConfigResponse(betterproto2.Message):
     ModelConfigResponse carries a model's configuration.
     """
 
-    config: "ModelConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "ModelConfig | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     config is the model's configuration.
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelConfigResponse", ModelConfigResponse
-)
+default_message_pool.register_message("inference", "ModelConfigResponse", ModelConfigResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -544,9 +498,7 @@ class ModelDynamicBatching(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelDynamicBatching", ModelDynamicBatching
-)
+default_message_pool.register_message("inference", "ModelDynamicBatching", ModelDynamicBatching)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -555,15 +507,15 @@ class ModelInferRequest(betterproto2.Message):
     ModelInferRequest asks a model to run on some input tensors.
     """
 
-    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     model_name is the name of the model to run.
     """
 
-    model_version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    model_version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     model_version pins a model version; empty means the current one.
@@ -577,19 +529,13 @@ class ModelInferRequest(betterproto2.Message):
     """
 
     parameters: "dict[str, InferParameter]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are optional request-wide parameters.
     """
 
-    inputs: "list[ModelInferRequestInferInputTensor]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    inputs: "list[ModelInferRequestInferInputTensor]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     inputs are the input tensors.
     """
@@ -601,9 +547,7 @@ class ModelInferRequest(betterproto2.Message):
     outputs lists the outputs to return; empty means all of them.
     """
 
-    raw_input_contents: "list[bytes]" = betterproto2.field(
-        7, betterproto2.TYPE_BYTES, repeated=True
-    )
+    raw_input_contents: "list[bytes]" = betterproto2.field(7, betterproto2.TYPE_BYTES, repeated=True)
     """
     raw_input_contents holds each input's elements as raw bytes, in the
     order of inputs; a BYTES element is a 4-byte little-endian length
@@ -611,9 +555,7 @@ class ModelInferRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelInferRequest", ModelInferRequest
-)
+default_message_pool.register_message("inference", "ModelInferRequest", ModelInferRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -622,41 +564,35 @@ class ModelInferRequestInferInputTensor(betterproto2.Message):
     InferInputTensor is one input tensor of the request.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the input's name, as the model's metadata gives it.
     """
 
-    datatype: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    datatype: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     datatype is the protocol's name of the element type.
     """
 
-    shape: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = (
-        betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+    shape: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = betterproto2.field(
+        3, betterproto2.TYPE_INT64, repeated=True
     )
     """
     shape is the tensor's shape, batch dimension first.
     """
 
     parameters: "dict[str, InferParameter]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are optional per-input parameters.
     """
 
-    contents: "InferTensorContents | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    contents: "InferTensorContents | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
     """
     contents holds the elements when raw_input_contents is not used.
     """
@@ -673,19 +609,15 @@ class ModelInferRequestInferRequestedOutputTensor(betterproto2.Message):
     InferRequestedOutputTensor names an output the client wants back.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the output's name, as the model's metadata gives it.
     """
 
     parameters: "dict[str, InferParameter]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are per-output parameters; "classification": K returns
@@ -695,9 +627,7 @@ class ModelInferRequestInferRequestedOutputTensor(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "inference",
-    "ModelInferRequest.InferRequestedOutputTensor",
-    ModelInferRequestInferRequestedOutputTensor,
+    "inference", "ModelInferRequest.InferRequestedOutputTensor", ModelInferRequestInferRequestedOutputTensor
 )
 
 
@@ -707,15 +637,15 @@ class ModelInferResponse(betterproto2.Message):
     ModelInferResponse carries the output tensors of one inference.
     """
 
-    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     model_name is the name of the model that ran.
     """
 
-    model_version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    model_version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     model_version is the version of the model that ran.
@@ -729,11 +659,7 @@ class ModelInferResponse(betterproto2.Message):
     """
 
     parameters: "dict[str, InferParameter]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are optional response-wide parameters.
@@ -746,18 +672,14 @@ class ModelInferResponse(betterproto2.Message):
     outputs are the output tensors.
     """
 
-    raw_output_contents: "list[bytes]" = betterproto2.field(
-        6, betterproto2.TYPE_BYTES, repeated=True
-    )
+    raw_output_contents: "list[bytes]" = betterproto2.field(6, betterproto2.TYPE_BYTES, repeated=True)
     """
     raw_output_contents holds each output's elements as raw bytes, in the
     order of outputs (little-endian; BYTES elements length-prefixed).
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelInferResponse", ModelInferResponse
-)
+default_message_pool.register_message("inference", "ModelInferResponse", ModelInferResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -766,50 +688,42 @@ class ModelInferResponseInferOutputTensor(betterproto2.Message):
     InferOutputTensor is one output tensor of the response.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the output's name.
     """
 
-    datatype: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    datatype: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     datatype is the protocol's name of the element type.
     """
 
-    shape: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = (
-        betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+    shape: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = betterproto2.field(
+        3, betterproto2.TYPE_INT64, repeated=True
     )
     """
     shape is the tensor's shape, batch dimension first.
     """
 
     parameters: "dict[str, InferParameter]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are optional per-output parameters.
     """
 
-    contents: "InferTensorContents | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    contents: "InferTensorContents | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
     """
     contents holds the elements when raw_output_contents is not used.
     """
 
 
 default_message_pool.register_message(
-    "inference",
-    "ModelInferResponse.InferOutputTensor",
-    ModelInferResponseInferOutputTensor,
+    "inference", "ModelInferResponse.InferOutputTensor", ModelInferResponseInferOutputTensor
 )
 
 
@@ -819,16 +733,14 @@ class ModelInput(betterproto2.Message):
     ModelInput describes one input tensor of a model.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the input's name, as requests and metadata spell it.
     """
 
-    data_type: "DataType" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: DataType(0)
-    )
+    data_type: "DataType" = betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: DataType(0))
     """
     data_type is the element type of the input.
     """
@@ -840,8 +752,8 @@ class ModelInput(betterproto2.Message):
     format is the layout of an image input.
     """
 
-    dims: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = (
-        betterproto2.field(4, betterproto2.TYPE_INT64, repeated=True)
+    dims: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = betterproto2.field(
+        4, betterproto2.TYPE_INT64, repeated=True
     )
     """
     dims is the shape of one request's input, without the batch dimension
@@ -858,24 +770,22 @@ class ModelMetadataRequest(betterproto2.Message):
     ModelMetadataRequest asks for a model's metadata.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     version pins a model version; empty means the current one.
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelMetadataRequest", ModelMetadataRequest
-)
+default_message_pool.register_message("inference", "ModelMetadataRequest", ModelMetadataRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -884,22 +794,22 @@ class ModelMetadataResponse(betterproto2.Message):
     ModelMetadataResponse describes a model's versions, inputs and outputs.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name.
     """
 
-    versions: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
+    versions: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
     )
     """
     versions lists the versions of the model that are available.
     """
 
-    platform: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    platform: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     platform names the framework the model runs on.
@@ -920,9 +830,7 @@ class ModelMetadataResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelMetadataResponse", ModelMetadataResponse
-)
+default_message_pool.register_message("inference", "ModelMetadataResponse", ModelMetadataResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -931,22 +839,22 @@ class ModelMetadataResponseTensorMetadata(betterproto2.Message):
     TensorMetadata describes one input or output tensor.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the tensor's name.
     """
 
-    datatype: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    datatype: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     datatype is the protocol's name of the element type ("BYTES", "FP32").
     """
 
-    shape: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = (
-        betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+    shape: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = betterproto2.field(
+        3, betterproto2.TYPE_INT64, repeated=True
     )
     """
     shape is the tensor's shape; -1 marks a dimension of any size.
@@ -954,9 +862,7 @@ class ModelMetadataResponseTensorMetadata(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "inference",
-    "ModelMetadataResponse.TensorMetadata",
-    ModelMetadataResponseTensorMetadata,
+    "inference", "ModelMetadataResponse.TensorMetadata", ModelMetadataResponseTensorMetadata
 )
 
 
@@ -966,30 +872,28 @@ class ModelOutput(betterproto2.Message):
     ModelOutput describes one output tensor of a model.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the output's name, as requests and responses spell it.
     """
 
-    data_type: "DataType" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: DataType(0)
-    )
+    data_type: "DataType" = betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: DataType(0))
     """
     data_type is the element type of the output.
     """
 
-    dims: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = (
-        betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+    dims: "list[typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]]" = betterproto2.field(
+        3, betterproto2.TYPE_INT64, repeated=True
     )
     """
     dims is the shape of one request's output, without the batch dimension
     when max_batch_size is above zero.
     """
 
-    label_filename: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING
+    label_filename: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(4, betterproto2.TYPE_STRING)
     )
     """
     label_filename names the file of class labels that the classification
@@ -1006,8 +910,8 @@ class ModelParameter(betterproto2.Message):
     ModelParameter is the value of one named model parameter.
     """
 
-    string_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    string_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     string_value is the parameter's value.
@@ -1023,24 +927,22 @@ class ModelReadyRequest(betterproto2.Message):
     ModelReadyRequest asks whether a model is ready.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     version pins a model version; empty means the current one.
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelReadyRequest", ModelReadyRequest
-)
+default_message_pool.register_message("inference", "ModelReadyRequest", ModelReadyRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1055,9 +957,7 @@ class ModelReadyResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelReadyResponse", ModelReadyResponse
-)
+default_message_pool.register_message("inference", "ModelReadyResponse", ModelReadyResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1069,9 +969,7 @@ class ModelRepositoryParameter(betterproto2.Message):
         - parameter_choice: parameter_choice holds the value, of one of these types.
     """
 
-    bool_param: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL, optional=True, group="parameter_choice"
-    )
+    bool_param: "bool | None" = betterproto2.field(1, betterproto2.TYPE_BOOL, optional=True, group="parameter_choice")
     """
     bool_param is a boolean value.
     """
@@ -1083,8 +981,8 @@ class ModelRepositoryParameter(betterproto2.Message):
     int64_param is an integer value.
     """
 
-    string_param: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="parameter_choice"
+    string_param: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group="parameter_choice")
     )
     """
     string_param is a string value.
@@ -1102,9 +1000,7 @@ class ModelRepositoryParameter(betterproto2.Message):
         return cls._validate_field_groups(values)
 
 
-default_message_pool.register_message(
-    "inference", "ModelRepositoryParameter", ModelRepositoryParameter
-)
+default_message_pool.register_message("inference", "ModelRepositoryParameter", ModelRepositoryParameter)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1113,51 +1009,47 @@ class ModelStatistics(betterproto2.Message):
     ModelStatistics is the cumulative statistics of one model version.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     version is the model's version.
     """
 
-    last_inference: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = (
-        betterproto2.field(3, betterproto2.TYPE_UINT64)
+    last_inference: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = betterproto2.field(
+        3, betterproto2.TYPE_UINT64
     )
     """
     last_inference is when the model last ran, in milliseconds since the epoch.
     """
 
-    inference_count: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = (
-        betterproto2.field(4, betterproto2.TYPE_UINT64)
+    inference_count: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = betterproto2.field(
+        4, betterproto2.TYPE_UINT64
     )
     """
     inference_count is the number of images inferred (batch entries).
     """
 
-    execution_count: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = (
-        betterproto2.field(5, betterproto2.TYPE_UINT64)
+    execution_count: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = betterproto2.field(
+        5, betterproto2.TYPE_UINT64
     )
     """
     execution_count is the number of model executions (inference batches).
     """
 
-    inference_stats: "InferStatistics | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    inference_stats: "InferStatistics | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
     """
     inference_stats splits request time into stages.
     """
 
-    batch_stats: "list[InferBatchStatistics]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    batch_stats: "list[InferBatchStatistics]" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     batch_stats gives compute time per batch size.
     """
@@ -1172,24 +1064,22 @@ class ModelStatisticsRequest(betterproto2.Message):
     ModelStatisticsRequest asks for inference statistics.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name; empty means every model.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     version pins a model version; empty means every version.
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelStatisticsRequest", ModelStatisticsRequest
-)
+default_message_pool.register_message("inference", "ModelStatisticsRequest", ModelStatisticsRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1198,17 +1088,13 @@ class ModelStatisticsResponse(betterproto2.Message):
     ModelStatisticsResponse carries statistics of one or more models.
     """
 
-    model_stats: "list[ModelStatistics]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    model_stats: "list[ModelStatistics]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     model_stats has one entry per model version.
     """
 
 
-default_message_pool.register_message(
-    "inference", "ModelStatisticsResponse", ModelStatisticsResponse
-)
+default_message_pool.register_message("inference", "ModelStatisticsResponse", ModelStatisticsResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1217,8 +1103,8 @@ class RepositoryIndexRequest(betterproto2.Message):
     RepositoryIndexRequest asks for the models of the repository.
     """
 
-    repository_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    repository_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     repository_name names the repository; empty means all of them.
@@ -1230,9 +1116,7 @@ class RepositoryIndexRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "RepositoryIndexRequest", RepositoryIndexRequest
-)
+default_message_pool.register_message("inference", "RepositoryIndexRequest", RepositoryIndexRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1241,17 +1125,13 @@ class RepositoryIndexResponse(betterproto2.Message):
     RepositoryIndexResponse lists models and their state.
     """
 
-    models: "list[RepositoryIndexResponseModelIndex]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    models: "list[RepositoryIndexResponseModelIndex]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     models lists every model version known to the server.
     """
 
 
-default_message_pool.register_message(
-    "inference", "RepositoryIndexResponse", RepositoryIndexResponse
-)
+default_message_pool.register_message("inference", "RepositoryIndexResponse", RepositoryIndexResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1260,29 +1140,29 @@ class RepositoryIndexResponseModelIndex(betterproto2.Message):
     ModelIndex is one model version and its state.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the model's name.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     version is the model's version.
     """
 
-    state: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    state: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     state is READY, LOADING, UNLOADING, UNAVAILABLE or FAILED.
     """
 
-    reason: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING
+    reason: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(4, betterproto2.TYPE_STRING)
     )
     """
     reason says why a model is not ready, when it is not.
@@ -1300,35 +1180,29 @@ class RepositoryModelLoadRequest(betterproto2.Message):
     RepositoryModelLoadRequest asks the server to load or reload a model.
     """
 
-    repository_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    repository_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     repository_name names the repository; empty means any.
     """
 
-    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     model_name is the model to load.
     """
 
     parameters: "dict[str, ModelRepositoryParameter]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are optional load parameters.
     """
 
 
-default_message_pool.register_message(
-    "inference", "RepositoryModelLoadRequest", RepositoryModelLoadRequest
-)
+default_message_pool.register_message("inference", "RepositoryModelLoadRequest", RepositoryModelLoadRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1340,9 +1214,7 @@ class RepositoryModelLoadResponse(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "inference", "RepositoryModelLoadResponse", RepositoryModelLoadResponse
-)
+default_message_pool.register_message("inference", "RepositoryModelLoadResponse", RepositoryModelLoadResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1351,35 +1223,29 @@ class RepositoryModelUnloadRequest(betterproto2.Message):
     RepositoryModelUnloadRequest asks the server to unload a model.
     """
 
-    repository_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    repository_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     repository_name names the repository; empty means any.
     """
 
-    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    model_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     model_name is the model to unload.
     """
 
     parameters: "dict[str, ModelRepositoryParameter]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
     )
     """
     parameters are optional unload parameters.
     """
 
 
-default_message_pool.register_message(
-    "inference", "RepositoryModelUnloadRequest", RepositoryModelUnloadRequest
-)
+default_message_pool.register_message("inference", "RepositoryModelUnloadRequest", RepositoryModelUnloadRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1391,9 +1257,7 @@ class RepositoryModelUnloadResponse(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "inference", "RepositoryModelUnloadResponse", RepositoryModelUnloadResponse
-)
+default_message_pool.register_message("inference", "RepositoryModelUnloadResponse", RepositoryModelUnloadResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1405,9 +1269,7 @@ class ServerLiveRequest(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "inference", "ServerLiveRequest", ServerLiveRequest
-)
+default_message_pool.register_message("inference", "ServerLiveRequest", ServerLiveRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1422,9 +1284,7 @@ class ServerLiveResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "ServerLiveResponse", ServerLiveResponse
-)
+default_message_pool.register_message("inference", "ServerLiveResponse", ServerLiveResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1436,9 +1296,7 @@ class ServerMetadataRequest(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "inference", "ServerMetadataRequest", ServerMetadataRequest
-)
+default_message_pool.register_message("inference", "ServerMetadataRequest", ServerMetadataRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1447,22 +1305,22 @@ class ServerMetadataResponse(betterproto2.Message):
     ServerMetadataResponse describes the server.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the server's name.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     version is the server's version.
     """
 
-    extensions: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
+    extensions: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
     )
     """
     extensions lists the protocol extensions the server implements
@@ -1470,9 +1328,7 @@ class ServerMetadataResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "ServerMetadataResponse", ServerMetadataResponse
-)
+default_message_pool.register_message("inference", "ServerMetadataResponse", ServerMetadataResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1484,9 +1340,7 @@ class ServerReadyRequest(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "inference", "ServerReadyRequest", ServerReadyRequest
-)
+default_message_pool.register_message("inference", "ServerReadyRequest", ServerReadyRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1501,9 +1355,7 @@ class ServerReadyResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "inference", "ServerReadyResponse", ServerReadyResponse
-)
+default_message_pool.register_message("inference", "ServerReadyResponse", ServerReadyResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1512,21 +1364,15 @@ class StatisticDuration(betterproto2.Message):
     StatisticDuration is a count of events and their total duration.
     """
 
-    count: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = (
-        betterproto2.field(1, betterproto2.TYPE_UINT64)
-    )
+    count: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = betterproto2.field(1, betterproto2.TYPE_UINT64)
     """
     count is the number of events.
     """
 
-    ns: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = (
-        betterproto2.field(2, betterproto2.TYPE_UINT64)
-    )
+    ns: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = betterproto2.field(2, betterproto2.TYPE_UINT64)
     """
     ns is the total duration of those events, in nanoseconds.
     """
 
 
-default_message_pool.register_message(
-    "inference", "StatisticDuration", StatisticDuration
-)
+default_message_pool.register_message("inference", "StatisticDuration", StatisticDuration)

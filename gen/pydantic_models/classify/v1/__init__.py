@@ -38,17 +38,13 @@ class ClassifyBatchRequest(betterproto2.Message):
     ClassifyBatchRequest holds several images to classify in one call.
     """
 
-    requests: "list[ClassifyRequest]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    requests: "list[ClassifyRequest]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     requests are the images to classify, each with its own options.
     """
 
 
-default_message_pool.register_message(
-    "classify.v1", "ClassifyBatchRequest", ClassifyBatchRequest
-)
+default_message_pool.register_message("classify.v1", "ClassifyBatchRequest", ClassifyBatchRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -57,17 +53,13 @@ class ClassifyBatchResponse(betterproto2.Message):
     ClassifyBatchResponse holds one result per request, in request order.
     """
 
-    results: "list[ClassifyBatchResult]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    results: "list[ClassifyBatchResult]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     results has one entry per request of the batch, in the same order.
     """
 
 
-default_message_pool.register_message(
-    "classify.v1", "ClassifyBatchResponse", ClassifyBatchResponse
-)
+default_message_pool.register_message("classify.v1", "ClassifyBatchResponse", ClassifyBatchResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -98,9 +90,7 @@ class ClassifyBatchResult(betterproto2.Message):
         return cls._validate_field_groups(values)
 
 
-default_message_pool.register_message(
-    "classify.v1", "ClassifyBatchResult", ClassifyBatchResult
-)
+default_message_pool.register_message("classify.v1", "ClassifyBatchResult", ClassifyBatchResult)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -114,8 +104,8 @@ class ClassifyRequest(betterproto2.Message):
     image is the encoded image file: JPEG, PNG, WebP, BMP, GIF or TIFF.
     """
 
-    top_k: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(2, betterproto2.TYPE_INT32)
+    top_k: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        2, betterproto2.TYPE_INT32
     )
     """
     top_k is how many classes to return, most probable first. 0 means the
@@ -123,8 +113,8 @@ class ClassifyRequest(betterproto2.Message):
     rejected with INVALID_ARGUMENT.
     """
 
-    model: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    model: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     model names the served model to use; empty means the server's default.
@@ -140,22 +130,20 @@ class ClassifyResponse(betterproto2.Message):
     ClassifyResponse holds the top-K classes of one image.
     """
 
-    predictions: "list[Prediction]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    predictions: "list[Prediction]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     predictions are the top-K classes, sorted by probability, highest first.
     """
 
-    model: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    model: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     model is the name of the model that answered.
     """
 
-    model_version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    model_version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     model_version identifies the exact weights that answered: the first 12
@@ -163,9 +151,7 @@ class ClassifyResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "classify.v1", "ClassifyResponse", ClassifyResponse
-)
+default_message_pool.register_message("classify.v1", "ClassifyResponse", ClassifyResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -174,24 +160,20 @@ class ClassifyStreamRequest(betterproto2.Message):
     ClassifyStreamRequest is one image sent on a classification stream.
     """
 
-    request_id: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    request_id: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     request_id is chosen by the client and echoed in the matching response.
     """
 
-    request: "ClassifyRequest | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    request: "ClassifyRequest | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     """
     request is the image to classify and its options.
     """
 
 
-default_message_pool.register_message(
-    "classify.v1", "ClassifyStreamRequest", ClassifyStreamRequest
-)
+default_message_pool.register_message("classify.v1", "ClassifyStreamRequest", ClassifyStreamRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -203,8 +185,8 @@ class ClassifyStreamResponse(betterproto2.Message):
         - result: result is either the classification or the error for this request.
     """
 
-    request_id: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    request_id: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     request_id is the request_id of the request this answers.
@@ -229,9 +211,7 @@ class ClassifyStreamResponse(betterproto2.Message):
         return cls._validate_field_groups(values)
 
 
-default_message_pool.register_message(
-    "classify.v1", "ClassifyStreamResponse", ClassifyStreamResponse
-)
+default_message_pool.register_message("classify.v1", "ClassifyStreamResponse", ClassifyStreamResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -240,8 +220,8 @@ class GetModelRequest(betterproto2.Message):
     GetModelRequest asks for one served model.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the served model's name, e.g. "resnet18".
@@ -257,17 +237,13 @@ class GetModelResponse(betterproto2.Message):
     GetModelResponse describes one served model.
     """
 
-    model: "ModelInfo | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    model: "ModelInfo | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     model describes the requested model.
     """
 
 
-default_message_pool.register_message(
-    "classify.v1", "GetModelResponse", GetModelResponse
-)
+default_message_pool.register_message("classify.v1", "GetModelResponse", GetModelResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -279,9 +255,7 @@ class ListModelsRequest(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "classify.v1", "ListModelsRequest", ListModelsRequest
-)
+default_message_pool.register_message("classify.v1", "ListModelsRequest", ListModelsRequest)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -290,24 +264,20 @@ class ListModelsResponse(betterproto2.Message):
     ListModelsResponse lists the served models.
     """
 
-    models: "list[ModelInfo]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    models: "list[ModelInfo]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     models describes each served model.
     """
 
-    default_model: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    default_model: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     default_model is the name of the model used when a request names none.
     """
 
 
-default_message_pool.register_message(
-    "classify.v1", "ListModelsResponse", ListModelsResponse
-)
+default_message_pool.register_message("classify.v1", "ListModelsResponse", ListModelsResponse)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -316,78 +286,78 @@ class ModelInfo(betterproto2.Message):
     ModelInfo describes a served model.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     name is the name requests use to select the model.
     """
 
-    architecture: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    architecture: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     architecture is the network architecture, e.g. "resnet18".
     """
 
-    weights_sha256: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    weights_sha256: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     weights_sha256 is the hex SHA-256 of the weights file that was loaded.
     """
 
-    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(4, betterproto2.TYPE_STRING)
     )
     """
     version is the first 12 hex digits of weights_sha256.
     """
 
-    input_height: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(5, betterproto2.TYPE_INT32)
+    input_height: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        5, betterproto2.TYPE_INT32
     )
     """
     input_height is the height in pixels of the image the network sees.
     """
 
-    input_width: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(6, betterproto2.TYPE_INT32)
+    input_width: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        6, betterproto2.TYPE_INT32
     )
     """
     input_width is the width in pixels of the image the network sees.
     """
 
-    num_classes: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(7, betterproto2.TYPE_INT32)
+    num_classes: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        7, betterproto2.TYPE_INT32
     )
     """
     num_classes is the number of classes the model distinguishes.
     """
 
-    labels: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
+    labels: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = (
+        betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
     )
     """
     labels are the class names, indexed by class_index.
     """
 
-    backend: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        9, betterproto2.TYPE_STRING
+    backend: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(9, betterproto2.TYPE_STRING)
     )
     """
     backend is the inference engine, e.g. "torch".
     """
 
-    device: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        10, betterproto2.TYPE_STRING
+    device: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(10, betterproto2.TYPE_STRING)
     )
     """
     device is where inference runs, e.g. "cpu".
     """
 
-    precision: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING
+    precision: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(11, betterproto2.TYPE_STRING)
     )
     """
     precision is the numeric precision of inference, e.g. "fp32".
@@ -403,22 +373,22 @@ class Prediction(betterproto2.Message):
     Prediction is one class and its probability.
     """
 
-    label: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    label: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     label is the human-readable class name, e.g. "tabby".
     """
 
-    probability: "typing.Annotated[float, pydantic.AfterValidator(betterproto2.validators.validate_float32)]" = betterproto2.field(
-        2, betterproto2.TYPE_FLOAT
+    probability: "typing.Annotated[float, pydantic.AfterValidator(betterproto2.validators.validate_float32)]" = (
+        betterproto2.field(2, betterproto2.TYPE_FLOAT)
     )
     """
     probability is the softmax probability of the class, in [0, 1].
     """
 
-    class_index: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(3, betterproto2.TYPE_INT32)
+    class_index: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        3, betterproto2.TYPE_INT32
     )
     """
     class_index is the index of the class in the model's output.

@@ -28,24 +28,22 @@ class CustomHttpPattern(betterproto2.Message):
     A custom pattern is used for defining custom HTTP verb.
     """
 
-    kind: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    kind: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     The name of this custom HTTP verb.
     """
 
-    path: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    path: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     The path matched by this custom verb.
     """
 
 
-default_message_pool.register_message(
-    "google.api", "CustomHttpPattern", CustomHttpPattern
-)
+default_message_pool.register_message("google.api", "CustomHttpPattern", CustomHttpPattern)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -56,18 +54,14 @@ class Http(betterproto2.Message):
     to one or more HTTP REST API methods.
     """
 
-    rules: "list[HttpRule]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[HttpRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     A list of HTTP configuration rules that apply to individual API methods.
 
     **NOTE:** All service configuration rules follow "last one wins" order.
     """
 
-    fully_decode_reserved_expansion: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    fully_decode_reserved_expansion: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
     """
     When set to true, URL path parameters will be fully URI-decoded except in
     cases of single segment matches in reserved expansion, where "%2F" will be
@@ -354,8 +348,8 @@ class HttpRule(betterproto2.Message):
             can be defined using the 'custom' field.
     """
 
-    selector: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    selector: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     Selects a method to which this rule applies.
@@ -364,37 +358,37 @@ class HttpRule(betterproto2.Message):
     details.
     """
 
-    get: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="pattern"
+    get: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group="pattern")
     )
     """
     Maps to HTTP GET. Used for listing and getting information about
     resources.
     """
 
-    put: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="pattern"
+    put: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group="pattern")
     )
     """
     Maps to HTTP PUT. Used for replacing a resource.
     """
 
-    post: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="pattern"
+    post: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = (
+        betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group="pattern")
     )
     """
     Maps to HTTP POST. Used for creating a resource or performing an action.
     """
 
-    delete: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, optional=True, group="pattern"
+    delete: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = (
+        betterproto2.field(5, betterproto2.TYPE_STRING, optional=True, group="pattern")
     )
     """
     Maps to HTTP DELETE. Used for deleting a resource.
     """
 
-    patch: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, optional=True, group="pattern"
+    patch: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)] | None" = (
+        betterproto2.field(6, betterproto2.TYPE_STRING, optional=True, group="pattern")
     )
     """
     Maps to HTTP PATCH. Used for updating a resource.
@@ -410,8 +404,8 @@ class HttpRule(betterproto2.Message):
     for services that provide content to Web (HTML) clients.
     """
 
-    body: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING
+    body: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(7, betterproto2.TYPE_STRING)
     )
     """
     The name of the request field whose value is mapped to the HTTP request
@@ -422,8 +416,8 @@ class HttpRule(betterproto2.Message):
     message type.
     """
 
-    response_body: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        12, betterproto2.TYPE_STRING
+    response_body: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(12, betterproto2.TYPE_STRING)
     )
     """
     Optional. The name of the response field whose value is mapped to the HTTP
@@ -434,9 +428,7 @@ class HttpRule(betterproto2.Message):
     message type.
     """
 
-    additional_bindings: "list[HttpRule]" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    additional_bindings: "list[HttpRule]" = betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Additional HTTP bindings for the selector. Nested bindings must
     not contain an `additional_bindings` field themselves (that is,

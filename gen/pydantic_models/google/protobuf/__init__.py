@@ -635,8 +635,8 @@ class Any(betterproto2.Message):
     `foo.Bar` message may be written `[type.googleapis.com/foo.Bar] { a: 2 }`.
     """
 
-    type_url: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    type_url: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     Identifies the type of the serialized Protobuf message with a URI reference
@@ -676,11 +676,7 @@ class Any(betterproto2.Message):
     """
 
     @classmethod
-    def pack(
-        cls,
-        message: betterproto2.Message,
-        message_pool: "betterproto2.MessagePool | None" = None,
-    ) -> "Any":
+    def pack(cls, message: betterproto2.Message, message_pool: "betterproto2.MessagePool | None" = None) -> "Any":
         """
         Pack the given message in the `Any` object.
 
@@ -694,9 +690,7 @@ class Any(betterproto2.Message):
 
         return cls(type_url=type_url, value=value)
 
-    def unpack(
-        self, message_pool: "betterproto2.MessagePool | None" = None
-    ) -> betterproto2.Message | None:
+    def unpack(self, message_pool: "betterproto2.MessagePool | None" = None) -> betterproto2.Message | None:
         """
         Return the message packed inside the `Any` object.
 
@@ -745,10 +739,7 @@ class Any(betterproto2.Message):
             value = value["value"]
 
         return cls(
-            type_url=type_url,
-            value=bytes(
-                msg_cls.from_dict(value, ignore_unknown_fields=ignore_unknown_fields)
-            ),
+            type_url=type_url, value=bytes(msg_cls.from_dict(value, ignore_unknown_fields=ignore_unknown_fields))
         )
 
 
@@ -761,44 +752,32 @@ class DescriptorProto(betterproto2.Message):
     Describes a message type.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
-    field: "list[FieldDescriptorProto]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    field: "list[FieldDescriptorProto]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    extension: "list[FieldDescriptorProto]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extension: "list[FieldDescriptorProto]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    nested_type: "list[DescriptorProto]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    nested_type: "list[DescriptorProto]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    enum_type: "list[EnumDescriptorProto]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    enum_type: "list[EnumDescriptorProto]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
 
     extension_range: "list[DescriptorProtoExtensionRange]" = betterproto2.field(
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    oneof_decl: "list[OneofDescriptorProto]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    oneof_decl: "list[OneofDescriptorProto]" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    options: "MessageOptions | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "MessageOptions | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
     reserved_range: "list[DescriptorProtoReservedRange]" = betterproto2.field(
         9, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    reserved_name: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = betterproto2.field(
-        10, betterproto2.TYPE_STRING, repeated=True
+    reserved_name: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = (
+        betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
     )
     """
     Reserved field names, which may not be used by fields in the same message.
@@ -813,30 +792,26 @@ class DescriptorProto(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "DescriptorProto", DescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "DescriptorProto", DescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class DescriptorProtoExtensionRange(betterproto2.Message):
-    start: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(1, betterproto2.TYPE_INT32)
+    start: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        1, betterproto2.TYPE_INT32
     )
     """
     Inclusive.
     """
 
-    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(2, betterproto2.TYPE_INT32)
+    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        2, betterproto2.TYPE_INT32
     )
     """
     Exclusive.
     """
 
-    options: "ExtensionRangeOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "ExtensionRangeOptions | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -852,24 +827,22 @@ class DescriptorProtoReservedRange(betterproto2.Message):
     not overlap.
     """
 
-    start: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(1, betterproto2.TYPE_INT32)
+    start: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        1, betterproto2.TYPE_INT32
     )
     """
     Inclusive.
     """
 
-    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(2, betterproto2.TYPE_INT32)
+    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        2, betterproto2.TYPE_INT32
     )
     """
     Exclusive.
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "DescriptorProto.ReservedRange", DescriptorProtoReservedRange
-)
+default_message_pool.register_message("google.protobuf", "DescriptorProto.ReservedRange", DescriptorProtoReservedRange)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -878,17 +851,13 @@ class EnumDescriptorProto(betterproto2.Message):
     Describes an enum type.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
-    value: "list[EnumValueDescriptorProto]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    value: "list[EnumValueDescriptorProto]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    options: "EnumOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "EnumOptions | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
     reserved_range: "list[EnumDescriptorProtoEnumReservedRange]" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, repeated=True
@@ -899,8 +868,8 @@ class EnumDescriptorProto(betterproto2.Message):
     overlap.
     """
 
-    reserved_name: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
+    reserved_name: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = (
+        betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
     )
     """
     Reserved enum value names, which may not be reused. A given name may only
@@ -915,9 +884,7 @@ class EnumDescriptorProto(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "EnumDescriptorProto", EnumDescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "EnumDescriptorProto", EnumDescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -931,15 +898,15 @@ class EnumDescriptorProtoEnumReservedRange(betterproto2.Message):
     domain.
     """
 
-    start: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(1, betterproto2.TYPE_INT32)
+    start: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        1, betterproto2.TYPE_INT32
     )
     """
     Inclusive.
     """
 
-    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(2, betterproto2.TYPE_INT32)
+    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        2, betterproto2.TYPE_INT32
     )
     """
     Inclusive.
@@ -947,9 +914,7 @@ class EnumDescriptorProtoEnumReservedRange(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "google.protobuf",
-    "EnumDescriptorProto.EnumReservedRange",
-    EnumDescriptorProtoEnumReservedRange,
+    "google.protobuf", "EnumDescriptorProto.EnumReservedRange", EnumDescriptorProtoEnumReservedRange
 )
 
 
@@ -969,9 +934,7 @@ class EnumOptions(betterproto2.Message):
     is a formalization for deprecating enums.
     """
 
-    deprecated_legacy_json_field_conflicts: "bool" = betterproto2.field(
-        6, betterproto2.TYPE_BOOL
-    )
+    deprecated_legacy_json_field_conflicts: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
     """
     Enable the legacy handling of JSON field name conflicts.  This lowercases
     and strips underscored from the fields before comparison in proto3 only.
@@ -981,9 +944,7 @@ class EnumOptions(betterproto2.Message):
     had time to migrate.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1001,10 +962,7 @@ class EnumOptions(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("deprecated_legacy_json_field_conflicts"):
-            warnings.warn(
-                "EnumOptions.deprecated_legacy_json_field_conflicts is deprecated",
-                DeprecationWarning,
-            )
+            warnings.warn("EnumOptions.deprecated_legacy_json_field_conflicts is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message("google.protobuf", "EnumOptions", EnumOptions)
@@ -1016,22 +974,18 @@ class EnumValueDescriptorProto(betterproto2.Message):
     Describes a value within an enum.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
-    number: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(2, betterproto2.TYPE_INT32)
+    number: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        2, betterproto2.TYPE_INT32
     )
 
-    options: "EnumValueOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "EnumValueOptions | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "google.protobuf", "EnumValueDescriptorProto", EnumValueDescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "EnumValueDescriptorProto", EnumValueDescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1044,9 +998,7 @@ class EnumValueOptions(betterproto2.Message):
     this is a formalization for deprecating enum values.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1076,9 +1028,7 @@ class EnumValueOptions(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "EnumValueOptions", EnumValueOptions
-)
+default_message_pool.register_message("google.protobuf", "EnumValueOptions", EnumValueOptions)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1099,17 +1049,13 @@ class ExtensionRangeOptions(betterproto2.Message):
     used externally.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(
-        50, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     """
 
     verification: "ExtensionRangeOptionsVerificationState" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ExtensionRangeOptionsVerificationState(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: ExtensionRangeOptionsVerificationState(0)
     )
     """
     The verification state of the range.
@@ -1118,30 +1064,28 @@ class ExtensionRangeOptions(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "ExtensionRangeOptions", ExtensionRangeOptions
-)
+default_message_pool.register_message("google.protobuf", "ExtensionRangeOptions", ExtensionRangeOptions)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class ExtensionRangeOptionsDeclaration(betterproto2.Message):
-    number: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(1, betterproto2.TYPE_INT32)
+    number: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        1, betterproto2.TYPE_INT32
     )
     """
     The extension number declared within the extension range.
     """
 
-    full_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    full_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     The fully-qualified name of the extension field. There must be a leading
     dot in front of the full name.
     """
 
-    type: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    type: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     The fully-qualified type name of the extension field. Unlike
@@ -1164,9 +1108,7 @@ class ExtensionRangeOptionsDeclaration(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "google.protobuf",
-    "ExtensionRangeOptions.Declaration",
-    ExtensionRangeOptionsDeclaration,
+    "google.protobuf", "ExtensionRangeOptions.Declaration", ExtensionRangeOptionsDeclaration
 )
 
 
@@ -1193,9 +1135,7 @@ class FeatureSet(betterproto2.Message):
     )
 
     repeated_field_encoding: "FeatureSetRepeatedFieldEncoding" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: FeatureSetRepeatedFieldEncoding(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetRepeatedFieldEncoding(0)
     )
 
     utf8_validation: "FeatureSetUtf8Validation" = betterproto2.field(
@@ -1211,27 +1151,15 @@ class FeatureSet(betterproto2.Message):
     )
 
     enforce_naming_style: "FeatureSetEnforceNamingStyle" = betterproto2.field(
-        7,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: FeatureSetEnforceNamingStyle(0),
+        7, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetEnforceNamingStyle(0)
     )
 
-    default_symbol_visibility: "FeatureSetVisibilityFeatureDefaultSymbolVisibility" = (
-        betterproto2.field(
-            8,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: FeatureSetVisibilityFeatureDefaultSymbolVisibility(
-                0
-            ),
-        )
+    default_symbol_visibility: "FeatureSetVisibilityFeatureDefaultSymbolVisibility" = betterproto2.field(
+        8, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetVisibilityFeatureDefaultSymbolVisibility(0)
     )
 
-    enforce_proto_limits: "FeatureSetProtoLimitsFeatureEnforceProtoLimits" = (
-        betterproto2.field(
-            9,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: FeatureSetProtoLimitsFeatureEnforceProtoLimits(0),
-        )
+    enforce_proto_limits: "FeatureSetProtoLimitsFeatureEnforceProtoLimits" = betterproto2.field(
+        9, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetProtoLimitsFeatureEnforceProtoLimits(0)
     )
 
 
@@ -1243,9 +1171,7 @@ class FeatureSetProtoLimitsFeature(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FeatureSet.ProtoLimitsFeature", FeatureSetProtoLimitsFeature
-)
+default_message_pool.register_message("google.protobuf", "FeatureSet.ProtoLimitsFeature", FeatureSetProtoLimitsFeature)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1253,9 +1179,7 @@ class FeatureSetVisibilityFeature(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FeatureSet.VisibilityFeature", FeatureSetVisibilityFeature
-)
+default_message_pool.register_message("google.protobuf", "FeatureSet.VisibilityFeature", FeatureSetVisibilityFeature)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1271,26 +1195,20 @@ class FeatureSetDefaults(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    minimum_edition: "Edition" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    minimum_edition: "Edition" = betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
     """
     The minimum supported edition (inclusive) when this was constructed.
     Editions before this will not have defaults.
     """
 
-    maximum_edition: "Edition" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    maximum_edition: "Edition" = betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
     """
     The maximum known edition (inclusive) when this was constructed. Editions
     after this will not have reliable defaults.
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FeatureSetDefaults", FeatureSetDefaults
-)
+default_message_pool.register_message("google.protobuf", "FeatureSetDefaults", FeatureSetDefaults)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1302,29 +1220,21 @@ class FeatureSetDefaultsFeatureSetEditionDefault(betterproto2.Message):
     be used.  This field must be in strict ascending order by edition.
     """
 
-    edition: "Edition" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition: "Edition" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
 
-    overridable_features: "FeatureSet | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    overridable_features: "FeatureSet | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Defaults of features that can be overridden in this edition.
     """
 
-    fixed_features: "FeatureSet | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    fixed_features: "FeatureSet | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Defaults of features that can't be overridden in this edition.
     """
 
 
 default_message_pool.register_message(
-    "google.protobuf",
-    "FeatureSetDefaults.FeatureSetEditionDefault",
-    FeatureSetDefaultsFeatureSetEditionDefault,
+    "google.protobuf", "FeatureSetDefaults.FeatureSetEditionDefault", FeatureSetDefaultsFeatureSetEditionDefault
 )
 
 
@@ -1334,12 +1244,12 @@ class FieldDescriptorProto(betterproto2.Message):
     Describes a field within a message.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
-    number: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(3, betterproto2.TYPE_INT32)
+    number: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        3, betterproto2.TYPE_INT32
     )
 
     label: "FieldDescriptorProtoLabel" = betterproto2.field(
@@ -1354,8 +1264,8 @@ class FieldDescriptorProto(betterproto2.Message):
     are set, this must be one of TYPE_ENUM, TYPE_MESSAGE or TYPE_GROUP.
     """
 
-    type_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING
+    type_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(6, betterproto2.TYPE_STRING)
     )
     """
     For message and enum types, this is the name of the type.  If the name
@@ -1365,16 +1275,16 @@ class FieldDescriptorProto(betterproto2.Message):
     namespace).
     """
 
-    extendee: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    extendee: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     For extensions, this is the name of the type being extended.  It is
     resolved in the same manner as type_name.
     """
 
-    default_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING
+    default_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(7, betterproto2.TYPE_STRING)
     )
     """
     For numeric types, contains the original text representation of the value.
@@ -1383,16 +1293,16 @@ class FieldDescriptorProto(betterproto2.Message):
     For bytes, contains the C escaped value.  All bytes >= 128 are escaped.
     """
 
-    oneof_index: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(9, betterproto2.TYPE_INT32)
+    oneof_index: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        9, betterproto2.TYPE_INT32
     )
     """
     If set, gives the index of a oneof in the containing type's oneof_decl
     list.  This field is a member of that oneof.
     """
 
-    json_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        10, betterproto2.TYPE_STRING
+    json_name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(10, betterproto2.TYPE_STRING)
     )
     """
     JSON name of this field. The value is set by protocol compiler. If the
@@ -1401,9 +1311,7 @@ class FieldDescriptorProto(betterproto2.Message):
     it to camelCase.
     """
 
-    options: "FieldOptions | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "FieldOptions | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
 
     proto3_optional: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
     """
@@ -1431,9 +1339,7 @@ class FieldDescriptorProto(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FieldDescriptorProto", FieldDescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "FieldDescriptorProto", FieldDescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1533,22 +1439,16 @@ class FieldOptions(betterproto2.Message):
     """
 
     retention: "FieldOptionsOptionRetention" = betterproto2.field(
-        17,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: FieldOptionsOptionRetention(0),
+        17, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsOptionRetention(0)
     )
 
-    targets: "list[FieldOptionsOptionTargetType]" = betterproto2.field(
-        19, betterproto2.TYPE_ENUM, repeated=True
-    )
+    targets: "list[FieldOptionsOptionTargetType]" = betterproto2.field(19, betterproto2.TYPE_ENUM, repeated=True)
 
     edition_defaults: "list[FieldOptionsEditionDefault]" = betterproto2.field(
         20, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    features: "FeatureSet | None" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1578,21 +1478,17 @@ default_message_pool.register_message("google.protobuf", "FieldOptions", FieldOp
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class FieldOptionsEditionDefault(betterproto2.Message):
-    edition: "Edition" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition: "Edition" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
 
-    value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     Textproto value.
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FieldOptions.EditionDefault", FieldOptionsEditionDefault
-)
+default_message_pool.register_message("google.protobuf", "FieldOptions.EditionDefault", FieldOptionsEditionDefault)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1601,42 +1497,36 @@ class FieldOptionsFeatureSupport(betterproto2.Message):
     Information about the support window of a feature.
     """
 
-    edition_introduced: "Edition" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition_introduced: "Edition" = betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
     """
     The edition that this feature was first available in.  In editions
     earlier than this one, the default assigned to EDITION_LEGACY will be
     used, and proto files will not be able to override it.
     """
 
-    edition_deprecated: "Edition" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition_deprecated: "Edition" = betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
     """
     The edition this feature becomes deprecated in.  Using this after this
     edition may trigger warnings.
     """
 
-    deprecation_warning: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    deprecation_warning: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     The deprecation warning text if this feature is used after the edition it
     was marked deprecated in.
     """
 
-    edition_removed: "Edition" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition_removed: "Edition" = betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
     """
     The edition this feature is no longer available in.  In editions after
     this one, the last default assigned will be used, and proto files will
     not be able to override it.
     """
 
-    removal_error: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING
+    removal_error: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(5, betterproto2.TYPE_STRING)
     )
     """
     The removal error text if this feature is used after the edition it was
@@ -1644,9 +1534,7 @@ class FieldOptionsFeatureSupport(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FieldOptions.FeatureSupport", FieldOptionsFeatureSupport
-)
+default_message_pool.register_message("google.protobuf", "FieldOptions.FeatureSupport", FieldOptionsFeatureSupport)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1655,22 +1543,22 @@ class FileDescriptorProto(betterproto2.Message):
     Describes a complete .proto file.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     file name, relative to root of source tree
     """
 
-    package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     e.g. "foo", "foo.bar", etc.
     """
 
-    dependency: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
+    dependency: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
     )
     """
     Names of files imported by this file.
@@ -1699,32 +1587,20 @@ class FileDescriptorProto(betterproto2.Message):
     option extensions. These are excluded from the dependency list above.
     """
 
-    message_type: "list[DescriptorProto]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    message_type: "list[DescriptorProto]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     All top-level definitions in this file.
     """
 
-    enum_type: "list[EnumDescriptorProto]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    enum_type: "list[EnumDescriptorProto]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    service: "list[ServiceDescriptorProto]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    service: "list[ServiceDescriptorProto]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    extension: "list[FieldDescriptorProto]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extension: "list[FieldDescriptorProto]" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    options: "FileOptions | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "FileOptions | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
 
-    source_code_info: "SourceCodeInfo | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    source_code_info: "SourceCodeInfo | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
     """
     This field contains optional information about the original source code.
     You may safely remove this entire field without harming runtime
@@ -1732,8 +1608,8 @@ class FileDescriptorProto(betterproto2.Message):
     development tools.
     """
 
-    syntax: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        12, betterproto2.TYPE_STRING
+    syntax: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(12, betterproto2.TYPE_STRING)
     )
     """
     The syntax of the proto file.
@@ -1745,9 +1621,7 @@ class FileDescriptorProto(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    edition: "Edition" = betterproto2.field(
-        14, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition: "Edition" = betterproto2.field(14, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0))
     """
     The edition of the proto file.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1756,9 +1630,7 @@ class FileDescriptorProto(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FileDescriptorProto", FileDescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "FileDescriptorProto", FileDescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1768,14 +1640,10 @@ class FileDescriptorSet(betterproto2.Message):
     files it parses.
     """
 
-    file: "list[FileDescriptorProto]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    file: "list[FileDescriptorProto]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "google.protobuf", "FileDescriptorSet", FileDescriptorSet
-)
+default_message_pool.register_message("google.protobuf", "FileDescriptorSet", FileDescriptorSet)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -1814,8 +1682,8 @@ class FileOptions(betterproto2.Message):
       to automatically assign option numbers.
     """
 
-    java_package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    java_package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
     """
     Sets the Java package where classes generated from this .proto will be
@@ -1824,8 +1692,8 @@ class FileOptions(betterproto2.Message):
     domain names.
     """
 
-    java_outer_classname: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING
+    java_outer_classname: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(8, betterproto2.TYPE_STRING)
     )
     """
     Controls the name of the wrapper Java class generated for the .proto file.
@@ -1845,9 +1713,7 @@ class FileOptions(betterproto2.Message):
     top-level extensions defined in the file.
     """
 
-    java_generate_equals_and_hash: "bool" = betterproto2.field(
-        20, betterproto2.TYPE_BOOL
-    )
+    java_generate_equals_and_hash: "bool" = betterproto2.field(20, betterproto2.TYPE_BOOL)
     """
     This option does nothing.
     """
@@ -1870,8 +1736,8 @@ class FileOptions(betterproto2.Message):
         9, betterproto2.TYPE_ENUM, default_factory=lambda: FileOptionsOptimizeMode(0)
     )
 
-    go_package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING
+    go_package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(11, betterproto2.TYPE_STRING)
     )
     """
     Sets the Go package where structs generated from this .proto will be
@@ -1913,23 +1779,23 @@ class FileOptions(betterproto2.Message):
     only to generated classes for C++.
     """
 
-    objc_class_prefix: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        36, betterproto2.TYPE_STRING
+    objc_class_prefix: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(36, betterproto2.TYPE_STRING)
     )
     """
     Sets the objective c class prefix which is prepended to all objective c
     generated classes from this .proto. There is no default.
     """
 
-    csharp_namespace: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        37, betterproto2.TYPE_STRING
+    csharp_namespace: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(37, betterproto2.TYPE_STRING)
     )
     """
     Namespace for generated classes; defaults to the package.
     """
 
-    swift_prefix: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        39, betterproto2.TYPE_STRING
+    swift_prefix: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(39, betterproto2.TYPE_STRING)
     )
     """
     By default Swift generators will take the proto package and CamelCase it
@@ -1938,16 +1804,16 @@ class FileOptions(betterproto2.Message):
     to prefix the types/symbols defined.
     """
 
-    php_class_prefix: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        40, betterproto2.TYPE_STRING
+    php_class_prefix: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(40, betterproto2.TYPE_STRING)
     )
     """
     Sets the php class prefix which is prepended to all php generated classes
     from this .proto. Default is empty.
     """
 
-    php_namespace: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        41, betterproto2.TYPE_STRING
+    php_namespace: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(41, betterproto2.TYPE_STRING)
     )
     """
     Use this option to change the namespace of php generated classes. Default
@@ -1964,8 +1830,8 @@ class FileOptions(betterproto2.Message):
     used for determining the namespace.
     """
 
-    ruby_package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        45, betterproto2.TYPE_STRING
+    ruby_package: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(45, betterproto2.TYPE_STRING)
     )
     """
     Use this option to change the package of ruby generated classes. Default
@@ -1973,9 +1839,7 @@ class FileOptions(betterproto2.Message):
     determining the ruby package.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(
-        50, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1994,10 +1858,7 @@ class FileOptions(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("java_generate_equals_and_hash"):
-            warnings.warn(
-                "FileOptions.java_generate_equals_and_hash is deprecated",
-                DeprecationWarning,
-            )
+            warnings.warn("FileOptions.java_generate_equals_and_hash is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message("google.protobuf", "FileOptions", FileOptions)
@@ -2011,47 +1872,43 @@ class GeneratedCodeInfo(betterproto2.Message):
     source file, but may contain references to different source .proto files.
     """
 
-    annotation: "list[GeneratedCodeInfoAnnotation]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    annotation: "list[GeneratedCodeInfoAnnotation]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     An Annotation connects some span of text in generated code to an element
     of its generating .proto file.
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "GeneratedCodeInfo", GeneratedCodeInfo
-)
+default_message_pool.register_message("google.protobuf", "GeneratedCodeInfo", GeneratedCodeInfo)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class GeneratedCodeInfoAnnotation(betterproto2.Message):
-    path: "list[typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]]" = (
-        betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True)
+    path: "list[typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]]" = betterproto2.field(
+        1, betterproto2.TYPE_INT32, repeated=True
     )
     """
     Identifies the element in the original source .proto file. This field
     is formatted the same as SourceCodeInfo.Location.path.
     """
 
-    source_file: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    source_file: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     Identifies the filesystem path to the original source .proto.
     """
 
-    begin: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(3, betterproto2.TYPE_INT32)
+    begin: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        3, betterproto2.TYPE_INT32
     )
     """
     Identifies the starting offset in bytes in the generated code
     that relates to the identified object.
     """
 
-    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(4, betterproto2.TYPE_INT32)
+    end: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        4, betterproto2.TYPE_INT32
     )
     """
     Identifies the ending offset in bytes in the generated code that
@@ -2060,15 +1917,11 @@ class GeneratedCodeInfoAnnotation(betterproto2.Message):
     """
 
     semantic: "GeneratedCodeInfoAnnotationSemantic" = betterproto2.field(
-        5,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: GeneratedCodeInfoAnnotationSemantic(0),
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: GeneratedCodeInfoAnnotationSemantic(0)
     )
 
 
-default_message_pool.register_message(
-    "google.protobuf", "GeneratedCodeInfo.Annotation", GeneratedCodeInfoAnnotation
-)
+default_message_pool.register_message("google.protobuf", "GeneratedCodeInfo.Annotation", GeneratedCodeInfoAnnotation)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -2095,9 +1948,7 @@ class MessageOptions(betterproto2.Message):
     the protocol compiler.
     """
 
-    no_standard_descriptor_accessor: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    no_standard_descriptor_accessor: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
     """
     Disables the generation of the standard "descriptor()" accessor, which can
     conflict with a field of the same name.  This is meant to make migration
@@ -2137,9 +1988,7 @@ class MessageOptions(betterproto2.Message):
     parser.
     """
 
-    deprecated_legacy_json_field_conflicts: "bool" = betterproto2.field(
-        11, betterproto2.TYPE_BOOL
-    )
+    deprecated_legacy_json_field_conflicts: "bool" = betterproto2.field(11, betterproto2.TYPE_BOOL)
     """
     Enable the legacy handling of JSON field name conflicts.  This lowercases
     and strips underscored from the fields before comparison in proto3 only.
@@ -2153,9 +2002,7 @@ class MessageOptions(betterproto2.Message):
     teams have had time to migrate.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2173,15 +2020,10 @@ class MessageOptions(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("deprecated_legacy_json_field_conflicts"):
-            warnings.warn(
-                "MessageOptions.deprecated_legacy_json_field_conflicts is deprecated",
-                DeprecationWarning,
-            )
+            warnings.warn("MessageOptions.deprecated_legacy_json_field_conflicts is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "google.protobuf", "MessageOptions", MessageOptions
-)
+default_message_pool.register_message("google.protobuf", "MessageOptions", MessageOptions)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -2190,25 +2032,23 @@ class MethodDescriptorProto(betterproto2.Message):
     Describes a method of a service.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
-    input_type: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    input_type: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     Input and output type names.  These are resolved in the same way as
     FieldDescriptorProto.type_name, but must refer to a message type.
     """
 
-    output_type: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    output_type: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
 
-    options: "MethodOptions | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "MethodOptions | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     client_streaming: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
     """
@@ -2221,9 +2061,7 @@ class MethodDescriptorProto(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "MethodDescriptorProto", MethodDescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "MethodDescriptorProto", MethodDescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -2242,14 +2080,10 @@ class MethodOptions(betterproto2.Message):
     """
 
     idempotency_level: "MethodOptionsIdempotencyLevel" = betterproto2.field(
-        34,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MethodOptionsIdempotencyLevel(0),
+        34, betterproto2.TYPE_ENUM, default_factory=lambda: MethodOptionsIdempotencyLevel(0)
     )
 
-    features: "FeatureSet | None" = betterproto2.field(
-        35, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2274,25 +2108,19 @@ class OneofDescriptorProto(betterproto2.Message):
     Describes a oneof.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
-    options: "OneofOptions | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "OneofOptions | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "google.protobuf", "OneofDescriptorProto", OneofDescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "OneofDescriptorProto", OneofDescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class OneofOptions(betterproto2.Message):
-    features: "FeatureSet | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2317,29 +2145,21 @@ class ServiceDescriptorProto(betterproto2.Message):
     Describes a service.
     """
 
-    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
-    method: "list[MethodDescriptorProto]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    method: "list[MethodDescriptorProto]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    options: "ServiceOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "ServiceOptions | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "google.protobuf", "ServiceDescriptorProto", ServiceDescriptorProto
-)
+default_message_pool.register_message("google.protobuf", "ServiceDescriptorProto", ServiceDescriptorProto)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class ServiceOptions(betterproto2.Message):
-    features: "FeatureSet | None" = betterproto2.field(
-        34, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    features: "FeatureSet | None" = betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2368,9 +2188,7 @@ class ServiceOptions(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "ServiceOptions", ServiceOptions
-)
+default_message_pool.register_message("google.protobuf", "ServiceOptions", ServiceOptions)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -2383,9 +2201,7 @@ class SourceCodeInfo(betterproto2.Message):
     FileDescriptorProto was generated.
     """
 
-    location: "list[SourceCodeInfoLocation]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    location: "list[SourceCodeInfoLocation]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     A Location identifies a piece of source code in a .proto file which
     corresponds to a particular definition.  This information is intended
@@ -2433,15 +2249,13 @@ class SourceCodeInfo(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "google.protobuf", "SourceCodeInfo", SourceCodeInfo
-)
+default_message_pool.register_message("google.protobuf", "SourceCodeInfo", SourceCodeInfo)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class SourceCodeInfoLocation(betterproto2.Message):
-    path: "list[typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]]" = (
-        betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True)
+    path: "list[typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]]" = betterproto2.field(
+        1, betterproto2.TYPE_INT32, repeated=True
     )
     """
     Identifies which part of the FileDescriptorProto was defined at this
@@ -2486,8 +2300,8 @@ class SourceCodeInfoLocation(betterproto2.Message):
     refers to the "foo" string value of the option.
     """
 
-    span: "list[typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]]" = (
-        betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True)
+    span: "list[typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]]" = betterproto2.field(
+        2, betterproto2.TYPE_INT32, repeated=True
     )
     """
     Always has exactly three or four elements: start line, start column,
@@ -2497,8 +2311,8 @@ class SourceCodeInfoLocation(betterproto2.Message):
     1 to each before displaying to a user.
     """
 
-    leading_comments: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    leading_comments: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     If this SourceCodeInfo represents a complete declaration, these are any
@@ -2550,8 +2364,8 @@ class SourceCodeInfoLocation(betterproto2.Message):
       // ignored detached comments.
     """
 
-    trailing_comments: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING
+    trailing_comments: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(4, betterproto2.TYPE_STRING)
     )
 
     leading_detached_comments: "list[typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]]" = betterproto2.field(
@@ -2559,9 +2373,7 @@ class SourceCodeInfoLocation(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "google.protobuf", "SourceCodeInfo.Location", SourceCodeInfoLocation
-)
+default_message_pool.register_message("google.protobuf", "SourceCodeInfo.Location", SourceCodeInfoLocation)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -2575,20 +2387,18 @@ class UninterpretedOption(betterproto2.Message):
     in them.
     """
 
-    name: "list[UninterpretedOptionNamePart]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    name: "list[UninterpretedOptionNamePart]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    identifier_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING
+    identifier_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
     The value of the uninterpreted option, in whatever type the tokenizer
     identified it as during parsing. Exactly one of these should be set.
     """
 
-    positive_int_value: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = (
-        betterproto2.field(4, betterproto2.TYPE_UINT64)
+    positive_int_value: "typing.Annotated[int, pydantic.Field(ge=0, le=2**64 - 1)]" = betterproto2.field(
+        4, betterproto2.TYPE_UINT64
     )
 
     negative_int_value: "typing.Annotated[int, pydantic.Field(ge=-2**63, le=2**63 - 1)]" = betterproto2.field(
@@ -2599,14 +2409,12 @@ class UninterpretedOption(betterproto2.Message):
 
     string_value: "bytes" = betterproto2.field(7, betterproto2.TYPE_BYTES)
 
-    aggregate_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING
+    aggregate_value: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(8, betterproto2.TYPE_STRING)
     )
 
 
-default_message_pool.register_message(
-    "google.protobuf", "UninterpretedOption", UninterpretedOption
-)
+default_message_pool.register_message("google.protobuf", "UninterpretedOption", UninterpretedOption)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -2619,13 +2427,11 @@ class UninterpretedOptionNamePart(betterproto2.Message):
     "foo.(bar.baz).moo".
     """
 
-    name_part: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING
+    name_part: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
     )
 
     is_extension: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "google.protobuf", "UninterpretedOption.NamePart", UninterpretedOptionNamePart
-)
+default_message_pool.register_message("google.protobuf", "UninterpretedOption.NamePart", UninterpretedOptionNamePart)

@@ -29,16 +29,16 @@ class Status(betterproto2.Message):
     [API Design Guide](https://cloud.google.com/apis/design/errors).
     """
 
-    code: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = (
-        betterproto2.field(1, betterproto2.TYPE_INT32)
+    code: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
+        1, betterproto2.TYPE_INT32
     )
     """
     The status code, which should be an enum value of
     [google.rpc.Code][google.rpc.Code].
     """
 
-    message: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING
+    message: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
     )
     """
     A developer-facing error message, which should be in English. Any
@@ -47,9 +47,7 @@ class Status(betterproto2.Message):
     by the client.
     """
 
-    details: "list[_protobuf__.Any]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    details: "list[_protobuf__.Any]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     A list of messages that carry the error details.  There is a common set of
     message types for APIs to use.

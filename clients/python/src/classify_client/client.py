@@ -5,12 +5,12 @@
     async with AsyncClient("http://127.0.0.1:8000", transport="http") as client:
         top = await client.classify(image)
 
-Results are the betterproto2 pydantic models of ``pydantic_models.classify.v1``;
+Results are the betterproto2 pydantic models of ``classify_client.models.classify.v1``;
 every failure is a :class:`ClassifyError` carrying the canonical gRPC code name
 (``INVALID_ARGUMENT``...) whichever the transport. UNAVAILABLE, and overload
 (RESOURCE_EXHAUSTED with a retry hint / HTTP 429), are retried with exponential
 backoff up to :attr:`RetryPolicy.max_attempts`, all within the call's deadline.
-No torch here: the client needs grpcio, httpx, protobuf and the generated code.
+The gRPC method paths and the HTTP routes are read from the generated descriptor.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
 
 import betterproto2
 import grpc
@@ -36,10 +35,9 @@ from google.protobuf.message import Message as PbMessage
 from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from classify.v1 import classify_pb2 as pb
-from classify.v1 import classify_pb2_grpc as pb_grpc
-from http_gateway.routes import HttpRoute, http_routes
-from pydantic_models.classify import v1 as models
+from classify_client._proto.classify.v1 import classify_pb2 as pb
+from classify_client.models.classify import v1 as models
+from classify_client.routes import HttpRoute, http_routes
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ M = TypeVar("M", bound=betterproto2.Message)
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["ClassifierService"]
 # Paths and verbs come from the proto's google.api.http annotations, as the gateway's do.
-_ROUTES: dict[str, HttpRoute] = {route.method.name: route for route in http_routes([_SERVICE])}
+_ROUTES: dict[str, HttpRoute] = http_routes(_SERVICE)
 # Where an HTTP answer carries no google.rpc.Status body (a proxy's error page), as grpc-gateway maps.
 _HTTP_CODES = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -185,13 +183,21 @@ def _batch_request(images: Sequence[bytes], top_k: int, model: str) -> pb.Classi
 def _http_parts(method: str, request: PbMessage) -> tuple[str, str, bytes | None, dict[str, str]]:
     """Verb, path, body and query parameters of ``method`` from its HTTP annotation."""
     route = _ROUTES[method]
-    path = route.path
-    for name in route.path_fields:
-        path = path.replace("{" + name + "}", quote(str(getattr(request, name)), safe=""))
-    if route.body == "*":
-        return route.verb.upper(), path, json_body(request), {}
-    params = {f.json_name: str(getattr(request, f.name)) for f in route.query_fields if getattr(request, f.name)}
-    return route.verb.upper(), path, None, params
+    path, params = route.request_parts(request)
+    return route.verb, path, json_body(request) if route.body == "*" else None, params
+
+
+def _unary_stubs(channel: grpc.Channel | grpc.aio.Channel) -> dict[str, Any]:
+    """A callable per unary RPC of the service, its path and message classes read from the descriptor."""
+    return {
+        method.name: channel.unary_unary(
+            f"/{_SERVICE.full_name}/{method.name}",
+            request_serializer=getattr(pb, method.input_type.name).SerializeToString,
+            response_deserializer=getattr(pb, method.output_type.name).FromString,
+        )
+        for method in _SERVICE.methods
+        if not (method.client_streaming or method.server_streaming)
+    }
 
 
 def _http_timeout(timeout: float | None) -> httpx.Timeout:
@@ -299,7 +305,7 @@ class Client:
                 if credentials
                 else grpc.insecure_channel(target, _CHANNEL_OPTIONS)
             )
-            self._stub = pb_grpc.ClassifierServiceStub(self._channel)
+            self._stubs = _unary_stubs(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
         else:
             self._http = httpx.Client(**self._options.http_kwargs())
@@ -382,7 +388,7 @@ class Client:
     def _attempt(self, method: str, request: PbMessage, timeout: float | None) -> PbMessage:
         if self._http is None:
             try:
-                return getattr(self._stub, method)(request, timeout=timeout, metadata=self._options.metadata)
+                return self._stubs[method](request, timeout=timeout, metadata=self._options.metadata)
             except grpc.RpcError as error:
                 raise _grpc_error(error) from None
         verb, path, body, params = _http_parts(method, request)
@@ -419,7 +425,7 @@ class AsyncClient:
                 if credentials
                 else grpc.aio.insecure_channel(target, _CHANNEL_OPTIONS)
             )
-            self._stub = pb_grpc.ClassifierServiceStub(self._channel)
+            self._stubs = _unary_stubs(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
         else:
             self._http = httpx.AsyncClient(**self._options.http_kwargs())
@@ -506,7 +512,7 @@ class AsyncClient:
     async def _attempt(self, method: str, request: PbMessage, timeout: float | None) -> PbMessage:
         if self._http is None:
             try:
-                return await getattr(self._stub, method)(request, timeout=timeout, metadata=self._options.metadata)
+                return await self._stubs[method](request, timeout=timeout, metadata=self._options.metadata)
             except grpc.RpcError as error:
                 raise _grpc_error(error) from None
         verb, path, body, params = _http_parts(method, request)
