@@ -44,11 +44,26 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _weights_fetch(args: argparse.Namespace) -> int:
+    import dataclasses
+    import re
+
     from service.core.weights import OFFICIAL_WEIGHTS
     from service.weights_store import FetchError, fetch
 
+    weights = OFFICIAL_WEIGHTS[args.model]
+    if args.sha256 is not None and args.sha256.lower() != weights.sha256:
+        sha256 = args.sha256.lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            print(f"classify weights fetch: --sha256 {args.sha256!r} is not 64 hex digits", file=sys.stderr)
+            return 2
+        if args.url is None:
+            print("classify weights fetch: --sha256 names another file than the official one: pass its --url",
+                  file=sys.stderr)
+            return 2
+        # Another file of the same architecture: torchvision's naming, which `serve` verifies.
+        weights = dataclasses.replace(weights, sha256=sha256, filename=f"{args.model}-{sha256[:8]}.pth")
     try:
-        path = fetch(OFFICIAL_WEIGHTS[args.model], Path(args.dir), url=args.url, timeout=args.timeout)
+        path = fetch(weights, Path(args.dir), url=args.url, timeout=args.timeout)
     except FetchError as error:
         print(f"classify weights fetch: {error}", file=sys.stderr)
         return 1
@@ -122,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = weights_commands.add_parser("fetch", help="download an official weights file, verified")
     fetch.add_argument("model", choices=["resnet18"])
     fetch.add_argument("--url", default=None, help="a mirror of the official file (same bytes)")
+    fetch.add_argument(
+        "--sha256", default=None,
+        help="SHA-256 of another file of this architecture at --url (e.g. fine-tuned); saved as MODEL-<8 hex>.pth",
+    )
     fetch.add_argument("--timeout", type=float, default=10.0, help="network timeout in seconds")
     listing = weights_commands.add_parser("list", help="show weights files and their status")
     verify = weights_commands.add_parser("verify", help="re-check every file's digest")

@@ -105,6 +105,36 @@ def test_offline_fetch_fails_fast_naming_url_digest_and_path(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def _fetch_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "weights", "fetch", "resnet18", "--dir", str(tmp_path), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_fetch_of_another_resnet18_by_its_digest_is_named_after_it(mirror: str, tmp_path: Path) -> None:
+    """`--sha256` (a fine-tuned ResNet18, the image's bake path): verified, named resnet18-<8 hex>.pth."""
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    result = _fetch_command(tmp_path, "--url", mirror, "--sha256", digest.upper())
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"resnet18-{digest[:8]}.pth").read_bytes() == PAYLOAD
+    assert [entry.verified for entry in scan(tmp_path)] == [True]
+
+    wrong = _fetch_command(tmp_path / "wrong", "--url", mirror, "--sha256", "0" * 64)
+    assert wrong.returncode == 1 and f"has SHA-256 {digest}, expected {'0' * 64}" in wrong.stderr
+    assert not list((tmp_path / "wrong").iterdir())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--url", "http://127.0.0.1:1/x.pth", "--sha256", "f37072fd"), "is not 64 hex digits"),
+    (("--sha256", "1" * 64), "pass its --url"),
+])
+def test_fetch_rejects_a_bad_sha256_before_downloading(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = _fetch_command(tmp_path, *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert not tmp_path.joinpath("resnet18-11111111.pth").exists()
+
+
 def test_verify_reports_a_corrupted_file(tmp_path: Path, weights: Path) -> None:
     corrupt = tmp_path / "resnet18-f37072fd.pth"
     corrupt.write_bytes(weights.read_bytes()[:1000])
