@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser oip-tools gen gen-only lint lint-proto audit docker bench
+.PHONY: install serve test browser oip-tools docker-engine image gen gen-only lint lint-proto audit docker bench
 
 install: $(STAMP)
 
@@ -26,7 +26,9 @@ serve: install
 	$(BIN)/classify serve
 
 # The try-it page's end-to-end test drives Debian's Chromium (never a downloaded browser).
-test: install browser oip-tools
+# The image test (tests/image) builds with `make image` and runs it on Debian's docker.io; it
+# starts dockerd when none answers and stops the daemon it started.
+test: install browser oip-tools docker-engine
 	$(BIN)/python -m pytest
 
 browser:
@@ -77,8 +79,22 @@ audit: install
 bench: install
 	$(BIN)/python bench/run.py --name $(or $(NAME),local)
 
-# Docker is not runnable on the build machine; this prints what to run where it is.
+# The container image (Dockerfile), tagged with pyproject's version; BAKE_RESNET18=1 bakes the
+# ResNet18 weights into a -resnet18 tag. deploy/image/build.sh chooses the base image (pulled,
+# else built from Debian packages) and the torch source (PyTorch's CPU index, else the host's
+# pip index) and passes the host's pip configuration and CA as build secrets. Its settings:
+# BASE_IMAGE, TORCH_INDEX_URL, PIP_CONF, PIP_CA, RESNET18_URL, RESNET18_SHA256, DOCKER.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= classify-service:$(VERSION)$(if $(filter 1,$(BAKE_RESNET18)),-resnet18)
+image:
+	IMAGE='$(IMAGE)' BAKE_RESNET18='$(BAKE_RESNET18)' deploy/image/build.sh
+
+# Debian's Docker engine and debootstrap (for the local base image), when missing; needs root.
+docker-engine:
+	command -v dockerd >/dev/null && command -v debootstrap >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap)
+
+# What to run with the image (deploy/kubernetes and deploy/kserve run the same tag).
 docker:
-	@echo "docker build -t classify-service:0.1.0 ."
-	@echo "docker build --build-arg BAKE_RESNET18=1 -t classify-service:0.1.0-resnet18 ."
-	@echo "docker run -p 50051:50051 -p 8000:8000 classify-service:0.1.0"
+	@echo "make image                  # or: DOCKER_BUILDKIT=1 docker build -t $(IMAGE) ."
+	@echo "docker run --read-only --tmpfs /tmp -p 50051:50051 -p 8000:8000 $(IMAGE)"
