@@ -119,7 +119,8 @@ def test_services_autoscaler_and_budget_point_at_the_deployment() -> None:
     assert hpa["minReplicas"] > pdb["maxUnavailable"], "a disruption could take every pod"
 
 
-# -- Dockerfile: parsed by BuildKit's own parser (PyPI `dockerfile`), since no engine builds it here.
+# -- Dockerfile: parsed by BuildKit's own parser (PyPI `dockerfile`): the fast offline checks;
+# tests/image builds the image and runs it.
 
 def instructions() -> list[dockerfile.Command]:
     return list(dockerfile.parse_file(str(REPO / "Dockerfile")))
@@ -159,12 +160,14 @@ def test_dockerfile_healthcheck_asks_grpc_health(server: ServerProcess) -> None:
     assert run_healthcheck(free_port()) != 0, "HEALTHCHECK passes with no server listening"
 
 
-def test_dockerfile_installs_pyproject_torch_pins_from_the_cpu_index() -> None:
+def test_dockerfile_installs_pyproject_torch_pins_from_the_cpu_index_by_default() -> None:
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     pins = [d for d in dependencies if re.match(r"torch(vision)?==", d)]
     assert len(pins) == 2
-    installs = [c.value[0] for c in instructions() if c.cmd == "RUN" and "download.pytorch.org/whl/cpu" in c.value[0]]
-    assert installs, "torch must come from the CPU-only index"
+    index_args = [c.value[0] for c in instructions() if c.cmd == "ARG" and c.value[0].startswith("TORCH_INDEX_URL=")]
+    assert index_args == ["TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu"], "torch's default source is the CPU index"
+    installs = [c.value[0] for c in instructions() if c.cmd == "RUN" and '--index-url "$TORCH_INDEX_URL"' in c.value[0]]
+    assert len(installs) == 1, "torch must be installed from TORCH_INDEX_URL"
     for pin in pins:
         assert pin in installs[0].split(), f"the Dockerfile does not install {pin} (pyproject's pin)"
 
@@ -191,3 +194,31 @@ def test_kserve_predictor_runs_the_same_image_and_resources() -> None:
     env = {e["name"]: e.get("value") for e in predictor["env"]}
     cores = predictor["resources"]["limits"]["cpu"]
     assert env["CLASSIFY_TORCH_THREADS"] == env["CLASSIFY_DECODE_WORKERS"] == cores
+
+
+def test_manifests_run_the_tag_make_image_builds() -> None:
+    """`make image` tags classify-service:<pyproject version>; the Deployment and KServe run exactly it."""
+    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "image"], cwd=REPO, capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    built = re.search(r"IMAGE='([^']+)'", dry_run)
+    assert built, dry_run
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert built.group(1) == f"classify-service:{version}"
+    assert container()["image"] == built.group(1)
+    (service,) = load_all(KSERVE)
+    (predictor,) = service["spec"]["predictor"]["containers"]
+    assert predictor["image"] == built.group(1)
+
+
+def test_kserve_predictor_runs_as_the_images_user_on_an_exposed_port() -> None:
+    (service,) = load_all(KSERVE)
+    (predictor,) = service["spec"]["predictor"]["containers"]
+    users = [c.value[0] for c in final_stage() if c.cmd == "USER"]
+    assert predictor["securityContext"]["runAsUser"] == int(users[-1].split(":")[0])
+    assert {p["containerPort"] for p in predictor["ports"]} <= set(container_ports())
+
+
+def container_ports() -> list[int]:
+    exposed = [int(port) for c in final_stage() if c.cmd == "EXPOSE" for port in c.value]
+    assert sorted(exposed) == sorted(p["containerPort"] for p in container()["ports"]), "EXPOSE != Deployment ports"
+    return exposed
