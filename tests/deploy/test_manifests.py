@@ -208,6 +208,8 @@ def test_manifests_run_the_tag_make_image_builds() -> None:
     (service,) = load_all(KSERVE)
     (predictor,) = service["spec"]["predictor"]["containers"]
     assert predictor["image"] == built.group(1)
+    runtimes = [d for d in load_all(KSERVE.parent / "inferenceservice-v2-grpc.yaml") if d["kind"] == "ServingRuntime"]
+    assert [c["image"] for r in runtimes for c in r["spec"]["containers"]] == [built.group(1)]
 
 
 def test_kserve_predictor_runs_as_the_images_user_on_an_exposed_port() -> None:
