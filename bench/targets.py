@@ -200,7 +200,7 @@ study (bench/results/thread-layouts.txt) and the OpenMP team study (bench/result
   does {model["torch fp32"]:.0f} img/s at batch 8, {model["torch fp32"] / tutorial["throughput"]:.2f}x the
   {tutorial["throughput"]:.0f} img/s the tutorial served over gRPC in the same run, before any decoding
   or transport, so 1.4x leaves the serving layer almost nothing. ONNX Runtime fp32 (same fp32
-  arithmetic, better kernels) has more headroom; `--backend onnxruntime` selects it.
+  arithmetic, better kernels) has more headroom, and is the default backend (see the last section).
 - **Serving efficiency** compares each transport with the in-process pipeline of the same backend
   at the same concurrency. The gap is the servers' own CPU (protobuf, HTTP parsing, the event loop)
   and the load generator's, on the same two cores as the model and the decoding. It shows with int8,
