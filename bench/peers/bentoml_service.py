@@ -2,7 +2,7 @@
 
     bench/.venvs/bentoml/bin/bentoml serve bench.peers.bentoml_service:ImageClassifier --host 127.0.0.1 --port P
 
-Settings (all stated in bench/results/peers-*/report.md too):
+Settings (all stated in bench/results/2cpu-resnet18-peers/report.md too):
 - one worker process (`workers=1`): two would hold two copies of the model and split the two
   cores between two torch thread pools;
 - `resources={"cpu": "2"}`: BentoML sizes the worker's thread pools (OMP/MKL) from it;

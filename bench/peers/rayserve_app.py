@@ -2,7 +2,7 @@
 
     bench/.venvs/rayserve/bin/python -m bench.peers.rayserve_app --port P     (until SIGTERM/SIGINT)
 
-Settings (all stated in bench/results/peers-*/report.md too):
+Settings (all stated in bench/results/2cpu-resnet18-peers/report.md too):
 - a local Ray with `num_cpus` = $PEER_THREADS (the CPU count), no dashboard, a 256 MiB object store;
 - one replica (`num_replicas=1`) with `num_cpus` = $PEER_THREADS and torch on as many intra-op
   threads: a second replica would split two cores between two model copies;
