@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,10 @@ def measure(
     return {r["mode"]: r["throughput"] for r in runs if r["target"] == "service"}
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="2cpu-resnet18-int8-vs-torch")
@@ -64,6 +69,7 @@ def main(argv: list[str]) -> int:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     rounds: list[dict[str, dict[str, float]]] = []
+    load: list[str] = [f"before: {_load()}"]  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="classify-ratio-") as scratch:
         weights = weights_file(args.weights, Path(scratch))
         for i in range(args.rounds):
@@ -71,10 +77,12 @@ def main(argv: list[str]) -> int:
                 backend: measure(backend, weights, out / f"round{i + 1}-{backend}", logs, args.duration)
                 for backend in (baseline, candidate)
             })
+            load.append(f"after round {i + 1}: {_load()}")
     ratios = {mode: [r[candidate][mode] / r[baseline][mode] for r in rounds] for mode in MODES}
     summary = {
         "baseline": baseline, "candidate": candidate, "rounds": rounds,
         "ratios": ratios, "median_ratio": {mode: statistics.median(v) for mode, v in ratios.items()},
+        "load_average": load,
     }
     (out / "ratio.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
@@ -89,6 +97,8 @@ def main(argv: list[str]) -> int:
                          f"{r[candidate][mode] / r[baseline][mode]:.2f} |")
     for mode in MODES:
         lines.append(f"| median | {mode} | | | {summary['median_ratio'][mode]:.2f} |")
+    lines += ["", f"Load average (1, 5, 15 min; {os.cpu_count()} CPUs, a machine shared with other work): "
+              + "; ".join(load) + "."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

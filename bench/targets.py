@@ -21,6 +21,8 @@ RUNS = {  # label -> results directory; all with the same weights, load and mach
     "torch bf16": "2cpu-resnet18-bf16",
 }
 RATIO_RUN = "2cpu-resnet18-int8-vs-torch"  # bench/backend_ratio.py: the two backends in alternating rounds
+DEFAULT_RUN = "2cpu-resnet18-onnx-vs-torch"  # bench/backend_ratio.py: the default backend's choice
+PEERS_RUN = "2cpu-resnet18-peers"  # bench/peer_compare.py: against BentoML and Ray Serve
 Runs = dict[tuple[str, str, int], dict]
 
 
@@ -95,12 +97,45 @@ def readme_table(name: str) -> str:
     return "\n".join(lines)
 
 
+def peer_section() -> str:
+    """The default backend's measured lead, and the targets against BentoML and Ray Serve."""
+    choice = json.loads((RESULTS / DEFAULT_RUN / "ratio.json").read_text())
+    rows = []
+    for mode, median in choice["median_ratio"].items():
+        rounds = ", ".join(f"{x:.2f}" for x in choice["ratios"][mode])
+        rows.append(_row(f"onnxruntime fp32 / torch fp32 end to end, {mode} c16 (median of rounds {rounds})",
+                         "> 1 (default)", median, median > 1, DEFAULT_RUN))
+    peers = json.loads((RESULTS / PEERS_RUN / "summary.json").read_text())
+    for round_targets in zip(*peers["targets"], strict=True):
+        values = [t["value"] for t in round_targets]
+        median = next(t for t in peers["median"] if t["name"] == round_targets[0]["name"])
+        against = f" against {median['against']}" if median["against"] else ""
+        rows.append(_row(f"{median['name']}{against} (median of rounds {', '.join(f'{v:.2f}' for v in values)})",
+                         median["goal"], median["value"], median["met"], PEERS_RUN))
+    return f"""## The default backend, and against BentoML and Ray Serve
+
+`python -m bench.backend_ratio --backends torch,onnxruntime --name {DEFAULT_RUN}` (the two backends
+served in alternating rounds) and `python -m bench.peer_compare` (`classify serve` at its defaults,
+BentoML and Ray Serve, each in turn, in alternating rounds; see bench/results/{PEERS_RUN}/report.md for
+every run, every setting and the machine's load). Ratios are taken within a round; status is judged on
+the median of the rounds.
+
+| target | goal | measured | status | run |
+|---|---|---:|---|---|
+{chr(10).join(rows)}
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readme-table", metavar="RUN", help="print README's HTTP vs gRPC table from bench/results/RUN")
+    parser.add_argument("--peers", action="store_true", help="print only the default-backend and peer targets")
     args = parser.parse_args()
     if args.readme_table:
         print(readme_table(args.readme_table))
+        return
+    if args.peers:
+        print(peer_section())
         return
     runs = {label: _runs(name) for label, name in RUNS.items()}
     torch32, onnx32, int8, bf16 = (runs[label] for label in RUNS)
@@ -165,7 +200,7 @@ study (bench/results/thread-layouts.txt) and the OpenMP team study (bench/result
   does {model["torch fp32"]:.0f} img/s at batch 8, {model["torch fp32"] / tutorial["throughput"]:.2f}x the
   {tutorial["throughput"]:.0f} img/s the tutorial served over gRPC in the same run, before any decoding
   or transport, so 1.4x leaves the serving layer almost nothing. ONNX Runtime fp32 (same fp32
-  arithmetic, better kernels) has more headroom; `--backend onnxruntime` selects it.
+  arithmetic, better kernels) has more headroom, and is the default backend (see the last section).
 - **Serving efficiency** compares each transport with the in-process pipeline of the same backend
   at the same concurrency. The gap is the servers' own CPU (protobuf, HTTP parsing, the event loop)
   and the load generator's, on the same two cores as the model and the decoding. It shows with int8,
@@ -205,7 +240,9 @@ RSS sampled every second after a 10 s warm-up:
 
 ```
 {soak_text.strip()}
-```""")
+```
+
+{peer_section()}""")
 
 
 if __name__ == "__main__":

@@ -156,8 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="our HTTP gateway")
     bench.add_argument("--tutorial-http", default=None, metavar="URL", help="the tutorial baseline's FastAPI app")
     bench.add_argument("--tutorial-grpc", default=None, metavar="HOST:PORT", help="the tutorial baseline's gRPC server")
+    bench.add_argument("--peer", action="append", default=None, metavar="NAME=URL",
+                       help="another server's HTTP API for the peer-multipart mode (bench/peers/), repeatable")
+    bench.add_argument("--only-peers", action="store_true", help="load only the --peer servers, not ours")
     bench.add_argument("--modes", default="all", help="comma-separated: grpc-unary, grpc-stream, grpc-batch, "
-                       "http-json, http-multipart, tutorial-file, tutorial-b64, tutorial-grpc (default: all)")
+                       "http-json, http-multipart, tutorial-file, tutorial-b64, tutorial-grpc, peer-multipart "
+                       "(default: all)")
     bench.add_argument("--concurrency", default="1,4,16", help="comma-separated requests in flight (default 1,4,16)")
     bench.add_argument("--duration", type=float, default=10.0, help="seconds per run at most (default 10)")
     bench.add_argument("--max-requests", type=int, default=2000, help="requests per run at most (default 2000)")

@@ -34,11 +34,16 @@ class Settings(BaseSettings):
     weights_sha256: str | None = Field(
         None, description="expected SHA-256 of --weights (default: pinned or from the file name)"
     )
+    # ONNX Runtime fp32: the fastest exact fp32 path measured end to end, served, over both
+    # transports in alternating rounds (bench/results/2cpu-resnet18-onnx-vs-torch/), with its
+    # top-1 and probabilities checked against torch fp32 (tests/core/test_backend_agreement.py).
     backend: Literal["torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "cuda-fp16"] = Field(
-        "torch", description="inference backend of models whose --model option names none (NAME@BACKEND)"
+        "onnxruntime",
+        description="inference backend of models whose --model option names none (NAME@BACKEND); "
+        "onnxruntime exports the graph on first start and caches it with the weights digest in its name",
     )
     cache_dir: Path = Field(
-        Path("weights/cache"), description="ONNX graphs of weights in read-only places (the bundled model)"
+        Path("weights/cache"), description="ONNX graphs of weights in read-only places (the bundled model, a read-only weights directory)"
     )
     labels: Path | None = Field(
         None, description="labels file (one class a line) for NAME=ARCH:WEIGHTS models that name none"

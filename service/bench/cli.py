@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from classify_client.client import NO_RETRY, AsyncClient, ClassifyError
 from service.bench.images import SIZE, benchmark_images
 from service.bench.loadgen import Limits, closed_loop, require_loopback
-from service.bench.modes import MODES, Workload, open_mode
+from service.bench.modes import MODES, PEER_MODES, Workload, open_mode
 from service.bench.report import table_row, write_outputs
 from service.bench.stats import RunResult, with_pipeline_ratios
 from service.settings import Settings, settings_from_args
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Planned:
-    """One mode against one server: ``target`` is "service" (ours) or "tutorial" (the baseline)."""
+    """One mode against one server: ``target`` is "service" (ours), "tutorial" (the baseline) or a peer's name."""
 
     target: str
     mode: str
@@ -41,6 +41,14 @@ def parse_list(text: str, kind: type = str) -> list[Any]:
     return [kind(item.strip()) for item in text.split(",") if item.strip()]
 
 
+def parse_peer(text: str) -> tuple[str, str]:
+    """``"bentoml=http://127.0.0.1:3000"`` -> ("bentoml", "http://127.0.0.1:3000")."""
+    name, _, url = text.partition("=")
+    if not name or not url or name in ("service", "tutorial", "in-process"):
+        raise ValueError(f"--peer takes NAME=URL with a NAME other than service/tutorial/in-process; got {text!r}")
+    return name, url
+
+
 def plan(args: argparse.Namespace) -> list[Planned]:
     """Which mode runs against which server: tutorial-* modes against ours and the baseline when given."""
     modes = list(MODES) if args.modes == "all" else parse_list(args.modes)
@@ -48,8 +56,14 @@ def plan(args: argparse.Namespace) -> list[Planned]:
     if unknown:
         raise ValueError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)} (or all)")
     planned = []
+    peers = [parse_peer(peer) for peer in getattr(args, "peer", None) or ()]
     for mode in modes:
         kind, tutorial_too = MODES[mode]
+        if mode in PEER_MODES:
+            planned += [Planned(name, mode, url) for name, url in peers]
+            continue
+        if getattr(args, "only_peers", False):
+            continue
         planned.append(Planned("service", mode, args.grpc if kind == "grpc" else args.http))
         baseline = args.tutorial_grpc if kind == "grpc" else args.tutorial_http
         if tutorial_too and baseline:
@@ -110,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         "top_k": args.top_k,
         "batch_size": args.batch_size,
         "concurrency": concurrencies,
-        "targets": {"grpc": args.grpc, "http": args.http, "tutorial_grpc": args.tutorial_grpc, "tutorial_http": args.tutorial_http},
+        "targets": {"grpc": args.grpc, "http": args.http, "tutorial_grpc": args.tutorial_grpc, "tutorial_http": args.tutorial_http,
+                    **{name: url for name, url in (parse_peer(p) for p in getattr(args, "peer", None) or ())}},
         "images": f"{len(images)} photos as {SIZE[0]}x{SIZE[1]} JPEG, mean "
         f"{sum(map(len, images.values())) / len(images) / 1024:.0f} KiB",
         "notes": [],
@@ -168,9 +183,11 @@ async def _measure(
 
 
 async def _served_models(planned: Sequence[Planned], args: argparse.Namespace) -> dict[str, Any]:
-    """Our server's ListModels in proto3 JSON (names, versions, backends), for the report."""
+    """Our server's ListModels in proto3 JSON (names, versions, backends), for the report; {} when ours is not loaded."""
     from classify_client.client import to_proto_json
 
+    if not any(p.target == "service" for p in planned):
+        return {}
     use_http = all(MODES[p.mode][0] == "http" for p in planned if p.target == "service")
     async with AsyncClient(args.http if use_http else args.grpc, transport="http" if use_http else "grpc", retry=NO_RETRY, timeout=10) as client:
         served = to_proto_json(await client.list_models())

@@ -40,7 +40,10 @@ MODES: dict[str, tuple[str, bool]] = {
     "tutorial-file": ("http", True),
     "tutorial-b64": ("http", True),
     "tutorial-grpc": ("grpc", True),
+    # Another server's HTTP API (BentoML, Ray Serve: bench/peers/), given by `--peer NAME=URL`.
+    "peer-multipart": ("http", False),
 }
+PEER_MODES = frozenset({"peer-multipart"})
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,21 @@ class TutorialB64(_RawHttp):
         return {"json": {"image_base64": base64.b64encode(image).decode("ascii"), "topk": self._work.top_k}}
 
 
+class PeerMultipart(_RawHttp):
+    """The peers' POST /classify: the image as multipart part ``file``, ``top_k`` as a form field (bench/peers/)."""
+
+    path = "/classify"
+
+    def _arguments(self, image: bytes) -> dict[str, object]:
+        return {"files": {"file": ("image.jpg", image, "image/jpeg")}, "data": {"top_k": str(self._work.top_k)}}
+
+    def _check(self, body: object) -> None:
+        # One image's top-K, [{label, probability, class_index}, ...], possibly in a batch of one.
+        answer = body[0] if isinstance(body, list) and body and isinstance(body[0], list) else body
+        if not isinstance(answer, list) or len(answer) != self._work.top_k or "label" not in answer[0]:
+            raise ClassifyError("INTERNAL", f"unexpected answer: {str(body)[:200]}")
+
+
 class TutorialGrpc:
     """The tutorial's ``classify.Classifier/Predict``, with the tutorial's own generated stub."""
 
@@ -305,6 +323,7 @@ _CLASSES: dict[str, type] = {
     "tutorial-file": TutorialFile,
     "tutorial-b64": TutorialB64,
     "tutorial-grpc": TutorialGrpc,
+    "peer-multipart": PeerMultipart,
 }
 
 

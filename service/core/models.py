@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +92,51 @@ class BackendOptions:
     spin: bool = False  # ONNX Runtime's idle threads spin-wait
 
 
+def _writable(directory: Path) -> bool:
+    """``directory`` exists and is writable, or can be created."""
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK)
+    return False
+
+
 def graph_cache_dir(spec: ModelSpec, options: BackendOptions) -> Path:
-    """Beside the weights when that directory is writable (not site-packages), else the cache directory."""
+    """Beside the weights when that directory is writable (not site-packages), else the cache directory.
+
+    When neither is writable (a read-only image or file system), a directory in
+    the temp dir: the graph is then exported again on each start, which the log says.
+    """
     beside = spec.weights.parent
-    return beside if os.access(beside, os.W_OK) and "site-packages" not in beside.parts else options.cache_dir
+    if os.access(beside, os.W_OK) and "site-packages" not in beside.parts:
+        return beside
+    if _writable(options.cache_dir):
+        return options.cache_dir
+    fallback = Path(tempfile.gettempdir()) / "classify-graphs"
+    logger.warning(
+        "neither %s nor --cache-dir %s is writable: caching %s's ONNX graph in %s; "
+        "pass --cache-dir DIR (a persistent writable directory) to keep it between starts",
+        beside, options.cache_dir, spec.name, fallback,
+    )
+    return fallback
+
+
+def exported_graph(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, options: BackendOptions) -> Path:
+    """The fp32 ONNX graph of ``spec``'s weights: from the cache, else exported now (timed, logged)."""
+    path = onnx_backend.graph_path(graph_cache_dir(spec, options), spec.name, digest, "fp32")
+    if path.is_file():
+        logger.info("using the cached ONNX graph of %s at %s", spec.name, path)
+        return path
+    logger.info("exporting %s to ONNX at %s (first start with these weights)", spec.name, path)
+    started = time.perf_counter()
+    try:
+        onnx_backend.export(module, path, input_size)
+    except OSError as error:
+        raise StartupError(
+            f"model {spec.name!r}: cannot write its ONNX graph to {path}: {error}; "
+            "pass --cache-dir DIR (a writable directory) or --backend torch"
+        ) from None
+    logger.info("exported %s to ONNX in %.1f s: %s", spec.name, time.perf_counter() - started, path)
+    return path
 
 
 def _backend(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, options: BackendOptions) -> Backend:
@@ -107,15 +150,11 @@ def _backend(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, o
         if not torch.cuda.is_available():
             raise StartupError(f"model {spec.name!r}: backend cuda-fp16 needs a CUDA GPU; none is visible")
         return TorchBackend(module, precision="fp16", device="cuda")
-    cache = graph_cache_dir(spec, options)
-    fp32_graph = onnx_backend.graph_path(cache, spec.name, digest, "fp32")
     if spec.backend == "onnxruntime":
-        if not fp32_graph.is_file():
-            logger.info("exporting %s to ONNX at %s", spec.name, fp32_graph)
-            onnx_backend.export(module, fp32_graph, input_size)
+        fp32_graph = exported_graph(spec, module, digest, input_size, options)
         return onnx_backend.OnnxBackend(fp32_graph, "fp32", options.threads, options.spin)
     if spec.backend == "onnxruntime-int8":
-        int8_graph = onnx_backend.graph_path(cache, spec.name, digest, "int8")
+        int8_graph = onnx_backend.graph_path(graph_cache_dir(spec, options), spec.name, digest, "int8")
         if not int8_graph.is_file():
             raise StartupError(
                 f"model {spec.name!r}: no int8 graph at {int8_graph}; create it with "

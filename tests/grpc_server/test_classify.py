@@ -105,7 +105,7 @@ def test_model_metadata(stub: pb_grpc.ClassifierServiceStub, weights: Path) -> N
     assert info.version == info.weights_sha256[:12]
     assert (info.input_height, info.input_width, info.num_classes) == (224, 224, 1000)
     assert list(info.labels) == IMAGENET
-    assert (info.backend, info.device, info.precision) == ("torch", "cpu", "fp32")
+    assert (info.backend, info.device, info.precision) == ("onnxruntime", "cpu", "fp32")  # the default backend
     assert stub.GetModel(pb.GetModelRequest(name="resnet18"), timeout=10).model == info
     with pytest.raises(grpc.RpcError) as error:
         stub.GetModel(pb.GetModelRequest(name="missing"), timeout=10)
