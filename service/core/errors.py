@@ -16,6 +16,7 @@ class ErrorCode(enum.IntEnum):
     INVALID_ARGUMENT = 3
     DEADLINE_EXCEEDED = 4
     NOT_FOUND = 5
+    PERMISSION_DENIED = 7
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9
     INTERNAL = 13
@@ -73,6 +74,18 @@ class Unavailable(ServiceError):
 
 class Unauthenticated(ServiceError):
     code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    """The caller is known but may not make this call (model control without an admin token)."""
+
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class FailedPrecondition(ServiceError):
+    """The call cannot work in the server's present state or configuration (a model that fails to load)."""
+
+    code = ErrorCode.FAILED_PRECONDITION
 
 
 class Internal(ServiceError):

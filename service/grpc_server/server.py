@@ -10,9 +10,9 @@ from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from service.api.classifier_v1 import ClassifierServiceApi
+from service.api.classifier_v1 import CONTROL_METHODS, ClassifierServiceApi
 from service.api.tutorial import TutorialClassifierApi
-from service.auth import TokenVerifier
+from service.auth import AdminVerifier, TokenVerifier
 from service.grpc_server.interceptor import CallInterceptor
 from service.grpc_server.servicers import ClassifierServiceServicer, TutorialClassifierServicer
 
@@ -22,6 +22,11 @@ CLASSIFIER_SERVICES: tuple[str, ...] = (
     tutorial_pb.DESCRIPTOR.services_by_name["Classifier"].full_name,
 )
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+def model_health_service(name: str) -> str:
+    """The grpc.health.v1 service name that reports one model's readiness."""
+    return f"models/{name}"
 
 
 class GrpcServer:
@@ -35,9 +40,11 @@ class GrpcServer:
         max_message_bytes: int,
         verifier: TokenVerifier | None = None,
         reflection_enabled: bool = True,
+        admin: AdminVerifier | None = None,
     ) -> None:
+        admin_methods = [f"/{m.containing_service.full_name}/{m.name}" for m in CONTROL_METHODS]
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier)],
+            interceptors=[CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier, admin, admin_methods)],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -78,6 +85,11 @@ class GrpcServer:
         """Report NOT_SERVING, stop accepting, let in-flight calls finish within ``grace``."""
         await self.set_not_serving()
         await self.server.stop(grace)
+
+    async def set_model_serving(self, name: str, serving: bool) -> None:
+        """Per-model health: service ``models/NAME`` is SERVING while the model has a ready version."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(model_health_service(name), status)
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *CLASSIFIER_SERVICES):
