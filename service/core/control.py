@@ -40,7 +40,7 @@ from pathlib import Path
 
 from service.core import repository
 from service.core.engine import Engine
-from service.core.errors import FailedPrecondition, NotFound, StartupError, Unavailable
+from service.core.errors import FailedPrecondition, NotFound, ServiceError, StartupError, Unavailable
 from service.core.models import BackendOptions, load_model
 from service.core.registry import ServedVersion, VersionState, VersionStatus, version_key
 from service.core.threads import run_on_exiting_thread
@@ -147,7 +147,10 @@ class ModelControl:
                 return
             for name in sorted(set(on_disk) | {n for n in self._registry.names() if self._registry.in_repository(n)}):
                 if name in on_disk:
-                    await self._sync(name, "", retry_failed=False)
+                    try:
+                        await self._sync(name, "", retry_failed=False)
+                    except ServiceError as error:  # a folder still being set up: try again next time
+                        logger.warning("model repository poll: %s", error.message)
                 else:
                     logger.info("model folder %s is gone: unloading the model", self._root / name)
                     self._registry.retire(name)
