@@ -267,6 +267,11 @@ def test_pinned_version_answers_and_unknown_pin_is_not_found(explicit_server: Se
     body = {"image": base64.b64encode(image).decode(), "model": "pin", "modelVersion": "1"}
     answer = httpx.post(f"{explicit_server.http_url}/v1/classify", json=body, headers=dict(USER_AUTH), timeout=30)
     assert answer.status_code == 200 and answer.json()["modelVersion"] == "1"
+    metrics = httpx.get(f"{explicit_server.http_url}/metrics", headers=dict(USER_AUTH), timeout=10).text
+    assert 'classify_model_version_requests_total{model="pin",version="1"} 2.0' in metrics
+    assert 'classify_model_loads_total{model="pin",outcome="ready"} 2.0' in metrics
+    assert 'classify_model_versions_loaded{model="pin"} 2.0' in metrics
+    assert 'classify_model_load_seconds_count{model="pin"} 2.0' in metrics
 
 
 def test_unload_under_load_finishes_in_flight_then_not_found(explicit_server: ServerProcess) -> None:
@@ -403,6 +408,21 @@ def test_poll_picks_up_a_dropped_version_and_drops_a_removed_one(tmp_path: Path)
             assert "--model-control poll" in (error.value.details() or "")
     finally:
         assert server.stop() == 0
+
+
+def test_serve_with_a_broken_repository_and_control_none_stops_with_the_reason(tmp_path: Path) -> None:
+    """With --model-control none a version that cannot load is a start-up error naming the file and the key."""
+    repository = Repo(tmp_path / "repository", tmp_path / "weights")
+    repository.weights_dir.mkdir()
+    folder = repository.add("broken", 1, seed=91)
+    (folder / "model.toml").write_text((folder / "model.toml").read_text().replace("architecture", "arch"))
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0",
+         "--model-repository", str(repository.root), "--log-format", "text"],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 2
+    assert f"{folder / 'model.toml'}: unknown key 'arch'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_control_is_refused_with_model_control_none(server: ServerProcess) -> None:
