@@ -244,12 +244,14 @@ async def serve_gateway(settings: Settings) -> int:
         raise StartupError("classify gateway needs --grpc-upstream HOST:PORT")
     logger.info("starting gateway with settings:\n%s", settings.summary())
     backend = GrpcUpstreamBackend(settings.grpc_upstream, settings.max_request_bytes)
+    verifier = _verifier(settings)
     app = create_app(
         backend,
         max_request_bytes=settings.max_request_bytes,
         request_timeout_s=settings.request_timeout_s,
-        verifier=_verifier(settings),
+        verifier=verifier,
         docs=settings.docs,
+        admin=_admin_verifier(settings, verifier),
     )
     http_server = HttpServer(app, settings.host, settings.http_port, settings.grace_period_s, _tls(settings))
     http_task = asyncio.create_task(http_server.serve())

@@ -17,7 +17,7 @@ from service.settings import add_settings_arguments, settings_from_args
 
 GATEWAY_SETTINGS = {
     "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s",
-    "auth_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "docs", "log_level", "log_format",
+    "auth_token_file", "admin_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "docs", "log_level", "log_format",
 }
 
 

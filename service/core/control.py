@@ -211,6 +211,10 @@ class ModelControl:
     def _load_blocking(self, folder: repository.VersionFolder) -> VersionStatus | None:
         """Verify, load, warm up and publish one version (blocking); its failure, if any."""
         name, number, fingerprint = folder.name, str(folder.version), folder.fingerprint()
+        if name in self._registry.names() and not self._registry.in_repository(name):
+            reason = f"a model named {name!r} was given with --model; rename the folder {folder.path.parent}"
+            logger.error("model repository: %s", reason)
+            return VersionStatus(name, number, VersionState.FAILED, reason)
         self._registry.begin_loading(name, number, fingerprint)
         started = time.perf_counter()
         try:
