@@ -109,6 +109,7 @@ class Traffic:
     def __init__(self, server: ServerProcess, name: str, image: bytes, per_transport: int = 2, max_calls: int = 3000) -> None:
         self.stop = threading.Event()
         self.outcomes: dict[str, list[Outcome]] = {}
+        self._closers: list[Callable[[], None]] = []
         body = {"image": base64.b64encode(image).decode(), "model": name, "topK": 1}
         request = pb.ClassifyRequest(image=image, model=name, top_k=1)
         self._threads = []
@@ -127,9 +128,9 @@ class Traffic:
         thread.start()
         self._threads.append(thread)
 
-    @staticmethod
-    def _grpc_calls(server: ServerProcess, request: pb.ClassifyRequest) -> Callable[[], Outcome]:
-        _, stub = _grpc_stub(server)
+    def _grpc_calls(self, server: ServerProcess, request: pb.ClassifyRequest) -> Callable[[], Outcome]:
+        channel, stub = _grpc_stub(server)
+        self._closers.append(channel.close)
 
         def call() -> Outcome:
             try:
@@ -139,9 +140,9 @@ class Traffic:
 
         return call
 
-    @staticmethod
-    def _http_calls(server: ServerProcess, body: dict[str, object]) -> Callable[[], Outcome]:
+    def _http_calls(self, server: ServerProcess, body: dict[str, object]) -> Callable[[], Outcome]:
         http = httpx.Client(base_url=server.http_url, headers=dict(USER_AUTH), timeout=30)
+        self._closers.append(http.close)
 
         def call() -> Outcome:
             try:
@@ -158,6 +159,8 @@ class Traffic:
         self.stop.set()
         for thread in self._threads:
             thread.join(60)
+        for close in self._closers:
+            close()
         return self.outcomes
 
     def served(self) -> int:
