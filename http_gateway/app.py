@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from classify.v1 import classify_pb2 as pb
 from http_gateway.backends import RpcBackend
@@ -21,12 +22,14 @@ from http_gateway.errors import install_error_handlers
 from http_gateway.json_schema import component_schemas
 from http_gateway.limits import BodyLimitMiddleware
 from http_gateway.middleware import CallMiddleware
+from http_gateway.oip_routes import CONTROL_PATHS as OIP_CONTROL_PATHS
 from http_gateway.oip_routes import add_oip_routes
 from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
 from http_gateway.try_it import add_try_it_page
 from http_gateway.tutorial_routes import add_tutorial_routes
-from service.auth import TokenVerifier
+from service.api.classifier_v1 import CONTROL_METHODS
+from service.auth import AdminVerifier, TokenVerifier
 
 SERVICES: tuple[ServiceDescriptor, ...] = (pb.DESCRIPTOR.services_by_name["ClassifierService"],)
 
@@ -39,6 +42,7 @@ def create_app(
     verifier: TokenVerifier | None = None,
     docs: bool = True,
     services: Sequence[ServiceDescriptor] = SERVICES,
+    admin: AdminVerifier | None = None,
 ) -> FastAPI:
     """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream)."""
     app = FastAPI(
@@ -57,7 +61,10 @@ def create_app(
     _add_health_routes(app, backend)
     add_try_it_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
-    app.add_middleware(CallMiddleware, verifier=verifier)  # added last: runs first
+    # Model control routes (derived from the RPCs' annotations) need an admin token.
+    admin_paths = [compile_path(r.path)[0] for r in routes if r.method in CONTROL_METHODS]
+    admin_paths += [compile_path(path)[0] for path in OIP_CONTROL_PATHS]
+    app.add_middleware(CallMiddleware, verifier=verifier, admin=admin, admin_paths=admin_paths)  # added last: runs first
     app.add_route("/metrics", _metrics, include_in_schema=False)
 
     requests = [r.method.input_type for r in routes]
@@ -93,12 +100,16 @@ def _add_health_routes(app: FastAPI, backend: RpcBackend) -> None:
     async def healthz() -> JSONResponse:
         return JSONResponse(_health_json(True))
 
-    not_ready: dict[int | str, dict[str, Any]] = {503: {"description": "not ready: loading or shutting down", "content": {"application/json": {}}}}
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"description": "not ready: loading or shutting down", "content": {"application/json": {}}},
+        404: {"description": "no such model (with ?model=NAME)", "content": {"application/json": {}}},
+    }
 
     @app.get(
         "/readyz", tags=["health"], summary="readiness: the model is loaded and warm (as grpc.health.v1)",
         responses=not_ready,
     )
-    async def readyz() -> JSONResponse:
-        ready = await backend.ready()
+    async def readyz(model: str = "") -> JSONResponse:
+        """With ``?model=NAME``: whether that model has a ready version (as grpc.health.v1 service models/NAME)."""
+        ready = await backend.ready(model)
         return JSONResponse(_health_json(ready), status_code=200 if ready else 503)

@@ -12,7 +12,7 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.core.engine import EngineRef
-from service.core.errors import ErrorCode, Overloaded, PayloadTooLarge, ServiceError
+from service.core.errors import ErrorCode, NotFound, Overloaded, PayloadTooLarge, ServiceError
 
 
 class RpcBackend(Protocol):
@@ -20,7 +20,9 @@ class RpcBackend(Protocol):
 
     async def call(self, method: MethodDescriptor, request: Message, timeout: float | None) -> Message: ...
 
-    async def ready(self) -> bool: ...
+    async def ready(self, model: str = "") -> bool:
+        """Whether the server (or, given a name, that model) is ready to serve; NotFound for an unknown model."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -36,8 +38,15 @@ class InProcessBackend:
         handler: Callable[..., Any] = getattr(self._apis[method.containing_service.full_name], method.name)
         return await handler(request, timeout)
 
-    async def ready(self) -> bool:
-        return self._engine.ready
+    async def ready(self, model: str = "") -> bool:
+        if not model:
+            return self._engine.ready
+        if not self._engine.ready:
+            return False
+        registry = self._engine.get().registry
+        if model not in registry.names():
+            raise NotFound(f"model {model!r} is not served")
+        return registry.current(model) is not None
 
     async def close(self) -> None:
         return None
@@ -84,10 +93,13 @@ class GrpcUpstreamBackend:
         except grpc.aio.AioRpcError as error:
             raise _service_error(error) from None
 
-    async def ready(self) -> bool:
+    async def ready(self, model: str = "") -> bool:
+        service = f"models/{model}" if model else ""  # service.grpc_server.server.model_health_service
         try:
-            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-        except grpc.aio.AioRpcError:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        except grpc.aio.AioRpcError as error:
+            if model and error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"model {model!r} is not served") from None
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 

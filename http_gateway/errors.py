@@ -34,6 +34,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ARGUMENT: 400,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.RESOURCE_EXHAUSTED: 413,  # input too large; Overloaded is 429 (below)
     ErrorCode.FAILED_PRECONDITION: 400,
     ErrorCode.UNIMPLEMENTED: 501,

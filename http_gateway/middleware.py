@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Iterable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from http_gateway.errors import error_response
-from service.auth import TokenVerifier
+from service.auth import AdminVerifier, TokenVerifier
 from service.core.errors import ServiceError
 from service.metrics import REQUEST_SECONDS, REQUESTS
 from service.request_context import REQUEST_ID_HEADER, accept_request_id, request_id
@@ -23,11 +25,22 @@ OPEN_PATHS = frozenset(
 
 
 class CallMiddleware:
-    """Outermost middleware: every response, errors included, carries the request id."""
+    """Outermost middleware: every response, errors included, carries the request id.
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier | None) -> None:
+    Requests whose path matches one of ``admin_paths`` (model control) also need an admin token.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: TokenVerifier | None,
+        admin: AdminVerifier | None = None,
+        admin_paths: Iterable[re.Pattern[str]] = (),
+    ) -> None:
         self.app = app
         self.verifier = verifier
+        self.admin = admin
+        self.admin_paths = tuple(admin_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,12 +60,14 @@ class CallMiddleware:
             await send(message)
 
         try:
-            if self.verifier is not None and scope["path"] not in OPEN_PATHS:
-                try:
+            try:
+                if self.verifier is not None and scope["path"] not in OPEN_PATHS:
                     self.verifier.check(headers.get("authorization"))
-                except ServiceError as error:
-                    await error_response(error, scope["path"])(scope, receive, send_with_id)
-                    return
+                if self.admin is not None and any(p.match(scope["path"]) for p in self.admin_paths):
+                    self.admin.check(headers.get("authorization"))
+            except ServiceError as error:
+                await error_response(error, scope["path"])(scope, receive, send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")

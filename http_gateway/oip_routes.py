@@ -29,6 +29,8 @@ from inference import grpc_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 TAG = "inference (Open Inference Protocol v2)"
+# The repository extension's model control; the gateway asks these for an admin token.
+CONTROL_PATHS = ("/v2/repository/models/{name}/load", "/v2/repository/models/{name}/unload")
 # The spec's health answer: 200 for true, a 4xx for false (Triton answers 400).
 NOT_READY = 400
 
@@ -167,6 +169,7 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
         route(base + "/infer", model_infer, "inference: BYTES IMAGE in, FP32 PROBABILITIES or classification out",
               verb="POST", openapi_extra={"requestBody": _INFER_BODY})
     route("/v2/repository/index", repository_index, "the models and their state", verb="POST")
-    route("/v2/repository/models/{name}/load", model_load, "load or reload a model", verb="POST")
-    route("/v2/repository/models/{name}/unload", model_unload, "unload a model", verb="POST")
+    load_path, unload_path = CONTROL_PATHS
+    route(load_path, model_load, "load or reload a model (admin token when tokens are set)", verb="POST")
+    route(unload_path, model_unload, "unload a model (admin token when tokens are set)", verb="POST")
 

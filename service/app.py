@@ -16,9 +16,10 @@ from http_gateway.server import HttpServer, TlsFiles
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
-from service.auth import TokenVerifier, load_tokens
+from service.auth import AdminVerifier, TokenVerifier, load_tokens
 from service.core.batching import BatchingConfig
 from service.core.catalog import model_specs
+from service.core.control import ControlMode, ControlRef, ModelControl
 from service.core.engine import Engine, EngineRef
 from service.core.errors import StartupError
 from service.core.images import ImageLimits
@@ -38,6 +39,8 @@ def load_models(settings: Settings) -> list[LoadedModel]:
     torch.set_num_threads(settings.torch_threads)
     if settings.malloc_tuning:
         keep_freed_memory_in_the_heap()
+    if settings.model_repository is not None and not settings.model:
+        return []  # the repository's models only
     specs = model_specs(
         settings.model,
         resnet18_weights=settings.weights,
@@ -47,14 +50,15 @@ def load_models(settings: Settings) -> list[LoadedModel]:
         allow_fallback="weights" not in settings.model_fields_set,
         default_backend=settings.backend,
     )
-    options = BackendOptions(
-        cache_dir=settings.cache_dir, threads=settings.torch_threads, spin=settings.onnx_spin
-    )
-    return [load_model(spec, options) for spec in specs]
+    return [load_model(spec, _backend_options(settings)) for spec in specs]
 
 
-def build_engine(settings: Settings) -> Engine:
-    """Load and verify the models, then warm them up (blocking; run off the event loop)."""
+def _backend_options(settings: Settings) -> BackendOptions:
+    return BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads, spin=settings.onnx_spin)
+
+
+def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
+    """Load and verify the models, warm them up, then load the model repository (blocking; run off the event loop)."""
     engine = Engine(
         load_models(settings),
         limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
@@ -67,9 +71,24 @@ def build_engine(settings: Settings) -> Engine:
         max_batch_images=settings.max_batch_images,
         max_in_flight=settings.queue_size,
         jpeg_draft=settings.jpeg_draft,
+        dynamic=settings.model_repository is not None,
     )
     engine.warm_up()
-    return engine
+    control = ModelControl(
+        engine,
+        settings.model_repository,
+        ControlMode(settings.model_control),
+        backend_options=_backend_options(settings),
+        default_backend=settings.backend,
+    )
+    try:
+        control.load_repository()
+        if not engine.models and control.mode is ControlMode.NONE:
+            raise StartupError(f"model repository {settings.model_repository} holds no model version to serve")
+    except BaseException:
+        engine.close()
+        raise
+    return engine, control
 
 
 def _stop_event() -> asyncio.Event:
@@ -84,7 +103,19 @@ def _verifier(settings: Settings) -> TokenVerifier | None:
     tokens = load_tokens((t.get_secret_value() for t in settings.auth_tokens), settings.auth_token_file)
     if not tokens and settings.auth_token_file is None:
         return None
-    return TokenVerifier(tokens)
+    return TokenVerifier(tokens + _admin_tokens(settings))  # an admin token may classify too
+
+
+def _admin_tokens(settings: Settings) -> list[str]:
+    return load_tokens((t.get_secret_value() for t in settings.admin_tokens), settings.admin_token_file)
+
+
+def _admin_verifier(settings: Settings, verifier: TokenVerifier | None) -> AdminVerifier | None:
+    """Model control needs an admin token once any token is configured; with none at all it is open."""
+    admin = _admin_tokens(settings)
+    if verifier is None and not admin and settings.admin_token_file is None:
+        return None
+    return AdminVerifier(TokenVerifier(admin) if admin else None)
 
 
 def _tls(settings: Settings) -> TlsFiles | None:
@@ -108,9 +139,10 @@ async def serve(settings: Settings) -> int:
     """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
     logger.info("starting with settings:\n%s", settings.summary())
     verifier, tls = _verifier(settings), _tls(settings)
-    engine_ref = EngineRef()
-    classifier, tutorial = ClassifierServiceApi(engine_ref), TutorialClassifierApi(engine_ref)
-    inference = InferenceServiceApi(engine_ref)
+    admin = _admin_verifier(settings, verifier)
+    engine_ref, control_ref = EngineRef(), ControlRef()
+    classifier, tutorial = ClassifierServiceApi(engine_ref, control_ref), TutorialClassifierApi(engine_ref)
+    inference = InferenceServiceApi(engine_ref, control_ref)
     grpc_server = GrpcServer(
         classifier,
         tutorial,
@@ -118,6 +150,7 @@ async def serve(settings: Settings) -> int:
         max_message_bytes=settings.max_request_bytes,
         verifier=verifier,
         reflection_enabled=settings.reflection,
+        admin=admin,
     )
     grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
@@ -126,6 +159,7 @@ async def serve(settings: Settings) -> int:
         request_timeout_s=settings.request_timeout_s,
         verifier=verifier,
         docs=settings.docs,
+        admin=admin,
     )
     http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s, tls)
     await grpc_server.start()
@@ -145,20 +179,30 @@ async def serve(settings: Settings) -> int:
     pending: set[asyncio.Future[Any]] = {loading, stopped}
     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     engine: Engine | None = None
+    polling: asyncio.Task[None] | None = None
     status = 0
     if loading.done():
         try:
-            engine = loading.result()
+            engine, control = loading.result()
         except StartupError as error:
             logger.error("cannot start: %s", error)
             status = 2
     if engine is not None:
         engine_ref.set(engine)
+        control_ref.set(control)
+        _report_model_health(engine, grpc_server, loop)
         await grpc_server.set_serving()
         for info in engine.models:
-            logger.info("serving model %s (%s) weights sha256=%s", info.name, info.architecture, info.weights_sha256)
-        logger.info("ready")
+            logger.info(
+                "serving model %s version %s (%s) weights sha256=%s",
+                info.name, info.version, info.architecture, info.weights_sha256,
+            )
+        if control.mode is ControlMode.POLL:
+            polling = asyncio.create_task(control.poll_forever(settings.repository_poll_s))
+        logger.info("ready (model control: %s)", control.mode.value)
         await stopped
+    if polling is not None:
+        polling.cancel()
     # Drain in this order: report NOT_SERVING and refuse new calls with
     # UNAVAILABLE / 503 (listeners stay open, so clients get a clear answer),
     # let every admitted image finish, then close the listeners.
@@ -182,18 +226,35 @@ async def serve(settings: Settings) -> int:
     return status
 
 
+def _report_model_health(engine: Engine, grpc_server: GrpcServer, loop: asyncio.AbstractEventLoop) -> None:
+    """Keep grpc.health.v1's ``models/NAME`` in step with each model's state, from any thread."""
+
+    def update(name: str) -> None:
+        serving = engine.registry.current(name) is not None
+        asyncio.ensure_future(grpc_server.set_model_serving(name, serving))
+
+    def on_change(name: str) -> None:
+        loop.call_soon_threadsafe(update, name)
+
+    engine.registry.add_listener(on_change)
+    for name in engine.registry.names():
+        update(name)
+
+
 async def serve_gateway(settings: Settings) -> int:
     """The HTTP gateway alone, in front of a remote `classify serve` (--grpc-upstream)."""
     if not settings.grpc_upstream:
         raise StartupError("classify gateway needs --grpc-upstream HOST:PORT")
     logger.info("starting gateway with settings:\n%s", settings.summary())
     backend = GrpcUpstreamBackend(settings.grpc_upstream, settings.max_request_bytes)
+    verifier = _verifier(settings)
     app = create_app(
         backend,
         max_request_bytes=settings.max_request_bytes,
         request_timeout_s=settings.request_timeout_s,
-        verifier=_verifier(settings),
+        verifier=verifier,
         docs=settings.docs,
+        admin=_admin_verifier(settings, verifier),
     )
     http_server = HttpServer(app, settings.host, settings.http_port, settings.grace_period_s, _tls(settings))
     http_task = asyncio.create_task(http_server.serve())

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Iterable
 from pathlib import Path
 
-from service.core.errors import StartupError, Unauthenticated
+from service.core.errors import PermissionDenied, StartupError, Unauthenticated
 
 _PREFIX = "bearer "
 
@@ -31,6 +31,30 @@ class TokenVerifier:
             matched |= hmac.compare_digest(candidate, digest)
         if not matched:
             raise Unauthenticated("invalid bearer token")
+
+
+class AdminVerifier:
+    """Model control calls: an admin token is required whenever tokens are configured.
+
+    ``admin`` checks the admin tokens; None means none is configured, so every
+    control call is refused (ordinary tokens never grant model control).
+    """
+
+    def __init__(self, admin: TokenVerifier | None) -> None:
+        self._admin = admin
+
+    def check(self, authorization: str | None) -> None:
+        """Raise Unauthenticated without a token, PermissionDenied unless it is an admin token."""
+        if not authorization:
+            raise Unauthenticated("model control needs an admin bearer token: send 'authorization: Bearer <token>'")
+        if self._admin is None:
+            raise PermissionDenied(
+                "model control needs an admin token and none is configured (CLASSIFY_ADMIN_TOKENS or --admin-token-file)"
+            )
+        try:
+            self._admin.check(authorization)
+        except Unauthenticated:
+            raise PermissionDenied("model control needs an admin token; this token may only classify") from None
 
 
 def load_tokens(inline: Iterable[str], token_file: Path | None) -> list[str]:

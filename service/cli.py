@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from service.settings import add_settings_arguments, settings_from_args
 
 GATEWAY_SETTINGS = {
     "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s",
-    "auth_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "docs", "log_level", "log_format",
+    "auth_token_file", "admin_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "docs", "log_level", "log_format",
 }
 
 
@@ -48,7 +49,7 @@ def _weights_fetch(args: argparse.Namespace) -> int:
     import re
 
     from service.core.weights import OFFICIAL_WEIGHTS
-    from service.weights_store import FetchError, fetch
+    from service.weights_store import FetchError, fetch, place_in_repository
 
     weights = OFFICIAL_WEIGHTS[args.model]
     if args.sha256 is not None and args.sha256.lower() != weights.sha256:
@@ -64,10 +65,74 @@ def _weights_fetch(args: argparse.Namespace) -> int:
         weights = dataclasses.replace(weights, sha256=sha256, filename=f"{args.model}-{sha256[:8]}.pth")
     try:
         path = fetch(weights, Path(args.dir), url=args.url, timeout=args.timeout)
-    except FetchError as error:
+        print(f"{path}: verified")
+        if args.repository:
+            folder = place_in_repository(
+                path, Path(args.repository), args.name or args.model, architecture=args.model, version=args.version
+            )
+            print(f"{folder}: version {folder.name} of model {folder.parent.name}")
+    except (FetchError, OSError) as error:
         print(f"classify weights fetch: {error}", file=sys.stderr)
         return 1
-    print(f"{path}: verified")
+    return 0
+
+
+def _weights_add(args: argparse.Namespace) -> int:
+    from service.weights_store import FetchError, place_in_repository
+
+    try:
+        folder = place_in_repository(
+            Path(args.file), Path(args.repository), args.name, architecture=args.architecture,
+            version=args.version, labels=Path(args.labels) if args.labels else None, backend=args.backend,
+        )
+    except (FetchError, OSError) as error:
+        print(f"classify weights add: {error}", file=sys.stderr)
+        return 1
+    print(f"{folder}: version {folder.name} of model {folder.parent.name}")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    if args.weights_command == "fetch":
+        return _weights_fetch(args)
+    if args.weights_command == "add":
+        return _weights_add(args)
+    return _weights_scan(args)
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """From --token-file, else CLASSIFY_TOKEN (never a flag: `ps` would show it)."""
+    if args.token_file:
+        return Path(args.token_file).read_text(encoding="utf-8").strip()
+    return os.environ.get("CLASSIFY_TOKEN") or None
+
+
+def _models(args: argparse.Namespace) -> int:
+    from service.client import ClassifyError, Client
+
+    target = args.http if args.transport == "http" else args.server
+    try:
+        token = _admin_token(args)
+    except OSError as error:
+        print(f"classify models: cannot read the token file: {error.strerror}", file=sys.stderr)
+        return 2
+    with Client(target, transport=args.transport, token=token, timeout=args.timeout) as client:
+        try:
+            if args.models_command == "load":
+                infos = [client.load_model(args.name, args.version)]
+            elif args.models_command == "unload":
+                infos = [client.unload_model(args.name, args.version)]
+            else:
+                infos = list(client.list_models().models)
+        except ClassifyError as error:
+            print(f"classify models {args.models_command}: {error.code}: {error.message}", file=sys.stderr)
+            return 1
+    print(f"{'model':<20} {'version':<14} {'state':<10} reason")
+    for info in infos:
+        for status in info.versions:
+            state = status.state.name.removeprefix("STATE_")
+            current = " (current)" if status.version == info.version and state == "READY" else ""
+            print(f"{info.name:<20} {status.version:<14} {state:<10} {status.reason}{current}")
     return 0
 
 
@@ -146,7 +211,34 @@ def build_parser() -> argparse.ArgumentParser:
     verify = weights_commands.add_parser("verify", help="re-check every file's digest")
     for command in (fetch, listing, verify):
         command.add_argument("--dir", default="weights", help="weights directory (default: weights)")
-    weights.set_defaults(run=lambda a: _weights_fetch(a) if a.weights_command == "fetch" else _weights_scan(a))
+    fetch.add_argument("--repository", default=None, metavar="DIR", help="also place the file as a version of model --name in this model repository")
+    fetch.add_argument("--name", default=None, help="model name in the repository (default: the architecture)")
+    fetch.add_argument("--version", type=int, default=None, help="version number (default: one above the highest)")
+    add = weights_commands.add_parser("add", help="place a weights file as a new version in a model repository")
+    add.add_argument("file", metavar="FILE", help="a state dict (.pth) of the architecture")
+    add.add_argument("--repository", required=True, metavar="DIR", help="the model repository")
+    add.add_argument("--name", required=True, help="the model's name (its folder)")
+    add.add_argument("--architecture", required=True, help="resnet18 or efficientnet_lite0")
+    add.add_argument("--version", type=int, default=None, help="version number (default: one above the highest)")
+    add.add_argument("--labels", default=None, metavar="FILE", help="labels file, one class a line (default: ImageNet's)")
+    add.add_argument("--backend", default=None, help="backend of this version (default: the server's --backend)")
+    weights.set_defaults(run=_weights)
+
+    models = commands.add_parser("models", help="list, load and unload the models of a running server")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_list = models_commands.add_parser("list", help="every model, its versions and their states")
+    models_load = models_commands.add_parser("load", help="load a model of the repository (every version, or --version)")
+    models_unload = models_commands.add_parser("unload", help="unload a model (every version, or --version)")
+    for command in (models_load, models_unload):
+        command.add_argument("name", metavar="NAME")
+        command.add_argument("--version", default="", help="one version only")
+    for command in (models_list, models_load, models_unload):
+        command.add_argument("--server", default="127.0.0.1:50051", help="gRPC address HOST:PORT")
+        command.add_argument("--transport", choices=["grpc", "http"], default="grpc", help="call over gRPC (--server) or HTTP (--http)")
+        command.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="HTTP gateway base URL")
+        command.add_argument("--token-file", default=None, metavar="FILE", help="file holding the admin bearer token (default: env CLASSIFY_TOKEN)")
+        command.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds (loads wait for warm-up)")
+    models.set_defaults(run=_models)
 
     # The client library's own command, so both behave alike (classify-client predict ...).
     add_predict_arguments(commands.add_parser("predict", help="classify images with a running server"))

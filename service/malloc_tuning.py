@@ -32,3 +32,14 @@ def keep_freed_memory_in_the_heap() -> bool:
     ok = bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
     logger.info("glibc malloc thresholds raised to %d bytes: %s", _THRESHOLD, "ok" if ok else "refused")
     return ok
+
+
+def return_freed_memory() -> bool:
+    """Hand the heap's free pages back to the kernel (glibc's malloc_trim), e.g. after a model is released."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

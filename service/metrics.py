@@ -29,3 +29,12 @@ IN_FLIGHT = Gauge("classify_images_in_flight", "Images admitted: decoding, queue
 SHED = Counter("classify_shed_total", "Images refused because the server was at capacity.")
 CANCELLED = Counter("classify_cancelled_total", "Queued images dropped because their caller left.", ["model"])
 MODEL_READY = Gauge("classify_model_ready", "1 once the model is loaded and warm, 0 while draining.", ["model"])
+VERSIONS_LOADED = Gauge("classify_model_versions_loaded", "Versions of the model held in memory (serving or draining).", ["model"])
+VERSION_REQUESTS = Counter(
+    "classify_model_version_requests_total", "Images admitted, by the model version that answers them.", ["model", "version"],
+)
+MODEL_LOADS = Counter("classify_model_loads_total", "Model version loads by outcome (ready, failed).", ["model", "outcome"])
+MODEL_LOAD_SECONDS = Histogram(
+    "classify_model_load_seconds", "Time to verify, load and warm up one model version.", ["model"],
+    buckets=(0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     labels: Path | None = Field(
         None, description="labels file (one class a line) for NAME=ARCH:WEIGHTS models that name none"
     )
+    model_repository: Path | None = Field(
+        None, description="model repository: DIR/NAME/VERSION/ folders with model.toml, weights and labels"
+    )
+    model_control: Literal["none", "explicit", "poll"] = Field(
+        "none", description="models change while serving: none, explicit (load/unload calls) or poll (rescan DIR)"
+    )
+    repository_poll_s: float = Field(
+        10.0, gt=0, description="seconds between rescans of the model repository (--model-control poll)"
+    )
     max_request_bytes: int = Field(
         32 * _MIB, ge=1024, description="largest gRPC message / HTTP body accepted"
     )
@@ -95,6 +104,12 @@ class Settings(BaseSettings):
         json_schema_extra={"flag": False},  # never on a command line, where `ps` shows it
     )
     auth_token_file: Path | None = Field(None, description="file of accepted bearer tokens, one a line")
+    admin_tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="bearer tokens that may also load and unload models; env only, a JSON list",
+        json_schema_extra={"flag": False},
+    )
+    admin_token_file: Path | None = Field(None, description="file of admin bearer tokens (model control), one a line")
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve gRPC and HTTP over TLS")
     tls_key_file: Path | None = Field(None, description="PEM private key of --tls-cert-file")
     tls_client_ca_file: Path | None = Field(
@@ -106,6 +121,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="log lines as JSON objects or plain text; auto: text when stderr is a terminal, else JSON"
     )
+
+    @model_validator(mode="after")
+    def _repository(self) -> Settings:
+        if self.model_control != "none" and self.model_repository is None:
+            raise ValueError(f"--model-control {self.model_control} needs --model-repository DIR")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -118,3 +119,60 @@ def scan(directory: Path) -> list[WeightsEntry]:
             digest, verified, note = sha256_file(path), False, str(error)
         entries.append(WeightsEntry(path, by_filename.get(path.name, "custom"), path.stat().st_size, digest, verified, note))
     return entries
+
+
+def place_in_repository(
+    weights: Path,
+    repository: Path,
+    name: str,
+    *,
+    architecture: str,
+    version: int | None = None,
+    labels: Path | None = None,
+    backend: str | None = None,
+) -> Path:
+    """Copy ``weights`` (and ``labels``) into ``repository/name/version/`` with its model.toml; returns the folder.
+
+    The folder is assembled under a hidden name and renamed into place, so a
+    polling server never sees half a version. ``version`` None: one above the highest.
+    """
+    from service.core.architectures import ARCHITECTURES
+    from service.core.models import BACKENDS
+    from service.core.repository import MODEL_FILE, MODEL_NAME, version_folders, write_model_file
+
+    if not MODEL_NAME.match(name):
+        raise FetchError(f"model name {name!r} must be letters, digits, '_', '.' or '-' (64 at most)")
+    if architecture not in ARCHITECTURES:
+        raise FetchError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    if backend is not None and backend not in BACKENDS:
+        raise FetchError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    for source in (weights, labels):
+        if source is not None and not source.is_file():
+            raise FetchError(f"{source} is not a file")
+    model_dir = repository / name
+    existing = [v.version for v in version_folders(repository, name)]
+    number = version if version is not None else max(existing, default=0) + 1
+    if number < 1:
+        raise FetchError(f"versions are positive integers; got {number}")
+    final = model_dir / str(number)
+    if final.exists():
+        raise FetchError(f"{final} already exists: versions are immutable, publish a new one")
+    staging = model_dir / f".tmp-{number}-{os.getpid()}"
+    staging.mkdir(parents=True)
+    try:
+        shutil.copyfile(weights, staging / weights.name)
+        if labels is not None:
+            shutil.copyfile(labels, staging / labels.name)
+        write_model_file(
+            staging / MODEL_FILE,
+            architecture=architecture,
+            weights=weights.name,
+            sha256=sha256_file(staging / weights.name),
+            labels=labels.name if labels is not None else None,
+            backend=backend,
+        )
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final

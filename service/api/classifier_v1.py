@@ -9,10 +9,15 @@ from collections.abc import AsyncIterator
 
 from classify.v1 import classify_pb2 as pb
 from service.api import convert
-from service.core.engine import Classification, ClassifyItem, EngineRef
-from service.core.errors import INTERNAL_MESSAGE, Internal, ServiceError
+from service.core.control import ControlRef
+from service.core.engine import Classification, ClassifyItem, Engine, EngineRef
+from service.core.errors import INTERNAL_MESSAGE, Internal, InvalidArgument, NotFound, ServiceError
 
 logger = logging.getLogger(__name__)
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["ClassifierService"]
+# Model control: these RPCs need an admin token whenever tokens are configured.
+CONTROL_METHODS = (_SERVICE.methods_by_name["LoadModel"], _SERVICE.methods_by_name["UnloadModel"])
 
 # Requests of one stream in flight at once: enough to fill inference batches,
 # small enough that a fast producer meets back-pressure instead of memory growth.
@@ -22,17 +27,20 @@ STREAM_WINDOW = 32
 class ClassifierServiceApi:
     """Method names are the RPC names, so transports can dispatch by descriptor."""
 
-    def __init__(self, engine: EngineRef) -> None:
+    def __init__(self, engine: EngineRef, control: ControlRef | None = None) -> None:
         self._engine = engine
+        self._control = control or ControlRef()
 
     async def Classify(self, request: pb.ClassifyRequest, timeout: float | None = None) -> pb.ClassifyResponse:
-        result = await self._engine.get().classify(request.image, request.top_k, request.model, timeout)
+        result = await self._engine.get().classify(
+            request.image, request.top_k, request.model, timeout, request.model_version
+        )
         return convert.classify_response(result)
 
     async def ClassifyBatch(
         self, request: pb.ClassifyBatchRequest, timeout: float | None = None
     ) -> pb.ClassifyBatchResponse:
-        items = [ClassifyItem(r.image, r.top_k, r.model) for r in request.requests]
+        items = [ClassifyItem(r.image, r.top_k, r.model, r.model_version) for r in request.requests]
         outcomes = await self._engine.get().classify_batch(items, timeout)
         return pb.ClassifyBatchResponse(results=[convert.batch_result(o) for o in outcomes])
 
@@ -51,7 +59,7 @@ class ClassifierServiceApi:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 item = message.request
                 outcome: Classification | ServiceError = await engine.classify(
-                    item.image, item.top_k, item.model, remaining
+                    item.image, item.top_k, item.model, remaining, item.model_version
                 )
             except ServiceError as error:
                 outcome = error
@@ -87,9 +95,33 @@ class ClassifierServiceApi:
     async def ListModels(self, request: pb.ListModelsRequest, timeout: float | None = None) -> pb.ListModelsResponse:
         engine = self._engine.get()
         return pb.ListModelsResponse(
-            models=[convert.model_info(info) for info in engine.models],
+            models=[_describe(engine, name) for name in engine.registry.names()],
             default_model=engine.default_model,
         )
 
     async def GetModel(self, request: pb.GetModelRequest, timeout: float | None = None) -> pb.GetModelResponse:
-        return pb.GetModelResponse(model=convert.model_info(self._engine.get().model(request.name)))
+        engine = self._engine.get()
+        if not request.name:
+            raise InvalidArgument("a model name is required")
+        names = engine.registry.names()
+        if request.name not in names:
+            raise NotFound(f"model {request.name!r} is not served; served models: {', '.join(names) or 'none'}")
+        return pb.GetModelResponse(model=_describe(engine, request.name))
+
+    async def LoadModel(self, request: pb.LoadModelRequest, timeout: float | None = None) -> pb.LoadModelResponse:
+        await self._control.get().load(request.name, request.version)
+        return pb.LoadModelResponse(model=_describe(self._engine.get(), request.name))
+
+    async def UnloadModel(self, request: pb.UnloadModelRequest, timeout: float | None = None) -> pb.UnloadModelResponse:
+        await self._control.get().unload(request.name, request.version)
+        return pb.UnloadModelResponse(model=_describe(self._engine.get(), request.name))
+
+
+def _describe(engine: Engine, name: str) -> pb.ModelInfo:
+    """The model's current version (if one is ready) and the state of each of its versions."""
+    info = engine.registry.current(name)
+    message = convert.model_info(info) if info is not None else pb.ModelInfo(name=name)
+    message.versions.extend(
+        convert.version_status(status) for status in engine.registry.index() if status.name == name
+    )
+    return message

@@ -8,6 +8,14 @@ from classify.v1 import classify_pb2 as pb
 from service.core.engine import Classification
 from service.core.errors import ServiceError
 from service.core.models import ModelInfo
+from service.core.registry import VersionState, VersionStatus
+
+_STATES = {
+    VersionState.LOADING: pb.ModelVersionStatus.STATE_LOADING,
+    VersionState.READY: pb.ModelVersionStatus.STATE_READY,
+    VersionState.UNLOADING: pb.ModelVersionStatus.STATE_UNLOADING,
+    VersionState.FAILED: pb.ModelVersionStatus.STATE_FAILED,
+}
 
 
 def classify_response(result: Classification) -> pb.ClassifyResponse:
@@ -51,4 +59,10 @@ def model_info(info: ModelInfo) -> pb.ModelInfo:
         backend=info.backend,
         device=info.device,
         precision=info.precision,
+    )
+
+
+def version_status(status: VersionStatus) -> pb.ModelVersionStatus:
+    return pb.ModelVersionStatus(
+        version=status.version, state=_STATES[status.state], reason=status.reason, weights_sha256=status.weights_sha256
     )

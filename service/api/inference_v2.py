@@ -18,9 +18,11 @@ import numpy as np
 from inference import grpc_service_pb2 as pb
 from inference import model_config_pb2 as config_pb
 from service.api.oip_tensors import fp32_raw, join_bytes_elements, split_bytes_elements
+from service.core.control import ControlRef
 from service.core.engine import Engine, EngineRef
-from service.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from service.core.errors import InvalidArgument, NotFound, Unavailable
 from service.core.models import ModelInfo
+from service.core.registry import VersionState
 from service.core.statistics import Duration, Statistics
 
 INPUT = "IMAGE"
@@ -28,7 +30,9 @@ OUTPUT = "PROBABILITIES"
 CLASSIFICATION = "classification"  # Triton's classification extension: output parameter, K classes
 SERVER_NAME = "classify"
 # "statistics" makes perf_analyzer read ModelStatistics; list only what is implemented.
-FIXED_MODELS = "model control is off: the models are fixed at start-up (--model)"
+_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+# The repository extension's model control: these need an admin token whenever tokens are configured.
+OIP_CONTROL_METHODS = (_SERVICE.methods_by_name["RepositoryModelLoad"], _SERVICE.methods_by_name["RepositoryModelUnload"])
 EXTENSIONS = ("classification", "binary_tensor_data", "statistics", "model_repository")
 
 
@@ -42,12 +46,26 @@ def server_version() -> str:
 def oip_version(info: ModelInfo) -> str:
     """The model's version in this protocol: an integer, as Triton's tools require.
 
-    perf_analyzer parses versions as numbers to find a model's statistics (a
-    digest such as "f37072fd47e8" reads as 0 and its server-side figures come
-    out empty), so a model given by --model is version "1" here; its weights
-    digest (classify.v1's model_version) is in the model config's parameters.
+    A model repository's versions are its folders' numbers (classify.v1 reports
+    the same). perf_analyzer parses versions as numbers to find a model's
+    statistics (a digest such as "f37072fd47e8" reads as 6 and its server-side
+    figures come out empty), so a model given by --model is version "1" here;
+    its weights digest (classify.v1's model_version) is in the model config's
+    parameters.
     """
-    return "1"
+    return info.repository_version or FIXED_VERSION
+
+
+FIXED_VERSION = "1"
+
+
+def _registry_version(engine: Engine, name: str, version: str) -> str:
+    """The engine's version for an OIP version of model ``name`` ("" = the current one)."""
+    if not version or not name or engine.registry.in_repository(name):
+        return version
+    if version == FIXED_VERSION:
+        return ""
+    return version  # the weights digest, as classify.v1 names it, also pins
 
 
 def platform(info: ModelInfo) -> str:
@@ -58,8 +76,9 @@ def platform(info: ModelInfo) -> str:
 class InferenceServiceApi:
     """Method names are the RPC names, so transports can dispatch by descriptor."""
 
-    def __init__(self, engine: EngineRef) -> None:
+    def __init__(self, engine: EngineRef, control: ControlRef | None = None) -> None:
         self._engine = engine
+        self._control = control or ControlRef()
 
     async def ServerLive(self, request: pb.ServerLiveRequest, timeout: float | None = None) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -74,7 +93,7 @@ class InferenceServiceApi:
             return pb.ModelReadyResponse(ready=False)
         try:
             _model(self._engine.get(), request.name, request.version)
-        except NotFound:
+        except (NotFound, Unavailable, InvalidArgument):
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
@@ -86,11 +105,12 @@ class InferenceServiceApi:
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, timeout: float | None = None
     ) -> pb.ModelMetadataResponse:
-        info = _model(self._engine.get(), request.name, request.version)
+        engine = self._engine.get()
+        info = _model(engine, request.name, request.version)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=info.name,
-            versions=[oip_version(info)],
+            versions=_ready_versions(engine, info),
             platform=platform(info),
             inputs=[tensor(name=INPUT, datatype="BYTES", shape=[-1, 1])],
             outputs=[tensor(name=OUTPUT, datatype="FP32", shape=[-1, info.num_classes])],
@@ -126,7 +146,9 @@ class InferenceServiceApi:
         info = _model(engine, request.model_name, request.model_version)
         images = _images(request)
         outputs = _requested_outputs(request)
-        inference = await engine.infer(images, info.name, timeout)
+        version = _registry_version(engine, info.name, request.model_version)
+        inference = await engine.infer(images, info.name, timeout, version)
+        info = inference.model  # the version that answered
         response = pb.ModelInferResponse(model_name=info.name, model_version=oip_version(info), id=request.id)
         for classes in outputs:
             if classes is None:
@@ -143,45 +165,60 @@ class InferenceServiceApi:
     ) -> pb.ModelStatisticsResponse:
         engine = self._engine.get()
         if request.name:
-            infos = [_model(engine, request.name, request.version)]
-        else:
-            infos = list(engine.models)
+            _model(engine, request.name, request.version)  # NOT_FOUND for an unknown model or version
         return pb.ModelStatisticsResponse(
-            model_stats=[_statistics(info, engine.statistics(info.name)) for info in infos]
+            model_stats=[
+                _statistics(info, stats)
+                for info, stats in engine.statistics()
+                if request.name in ("", info.name) and request.version in ("", oip_version(info), info.version)
+            ]
         )
 
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, timeout: float | None = None
     ) -> pb.RepositoryIndexResponse:
         engine = self._engine.get()
-        ready = self._engine.ready
-        state, reason = ("READY", "") if ready else ("UNAVAILABLE", "the server is warming up or shutting down")
         index = pb.RepositoryIndexResponse.ModelIndex
-        return pb.RepositoryIndexResponse(
-            models=[
-                index(name=info.name, version=oip_version(info), state=state, reason=reason)
-                for info in engine.models
-                if ready or not request.ready
-            ]
-        )
+        models = []
+        for status in self._control.get().index():
+            ready = status.state is VersionState.READY and self._engine.ready
+            if request.ready and not ready:
+                continue
+            version = status.version if engine.registry.in_repository(status.name) else FIXED_VERSION
+            models.append(index(name=status.name, version=version, state=status.state.value, reason=status.reason))
+        return pb.RepositoryIndexResponse(models=models)
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, timeout: float | None = None
     ) -> pb.RepositoryModelLoadResponse:
-        raise FailedPrecondition(f"cannot load {request.model_name!r}: {FIXED_MODELS}")
+        """Load every version of the model's repository folder (reload: new versions in, removed ones out)."""
+        if not request.model_name:
+            raise InvalidArgument("model_name is required")
+        await self._control.get().load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, timeout: float | None = None
     ) -> pb.RepositoryModelUnloadResponse:
-        raise FailedPrecondition(f"cannot unload {request.model_name!r}: {FIXED_MODELS}")
+        """Unload every version of the model; requests already admitted finish on them."""
+        if not request.model_name:
+            raise InvalidArgument("model_name is required")
+        await self._control.get().unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
 
 def _model(engine: Engine, name: str, version: str) -> ModelInfo:
-    """The served model ``name``; ``version``, when given, must be the one it serves (or its weights digest)."""
-    info = engine.model(name)
-    if version and version not in (oip_version(info), info.version):
-        raise NotFound(f"model {name!r} has no version {version!r}; it serves version {oip_version(info)!r}")
-    return info
+    """The served model ``name`` at ``version`` (empty: its current one); NOT_FOUND when not ready."""
+    if not name:
+        raise InvalidArgument("a model name is required")
+    with engine.lease(name, _registry_version(engine, name, version)) as served:
+        return served.info
+
+
+def _ready_versions(engine: Engine, info: ModelInfo) -> list[str]:
+    if not engine.registry.in_repository(info.name):
+        return [FIXED_VERSION]
+    return [s.version for s in engine.registry.index() if s.name == info.name and s.state is VersionState.READY]
 
 
 def _images(request: pb.ModelInferRequest) -> list[bytes]:

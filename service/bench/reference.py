@@ -40,7 +40,8 @@ def build_engine(settings: Settings) -> Engine:
     """The server's own engine (service.app.build_engine): same models, batching, decoding and tuning, warmed up."""
     from service.app import build_engine as server_engine
 
-    return call_on_exiting_thread(server_engine, settings)
+    engine, _control = call_on_exiting_thread(server_engine, settings)
+    return engine
 
 
 def _limits(settings: Settings) -> ImageLimits:

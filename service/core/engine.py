@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,7 +28,9 @@ from service.core.errors import (
 )
 from service.core.images import ImageLimits, decode_image
 from service.core.models import LoadedModel, ModelInfo
+from service.core.registry import ModelRegistry, ServedVersion
 from service.core.statistics import StageTimes, Statistics, StatisticsRecorder
+from service.malloc_tuning import return_freed_memory
 from service.metrics import IN_FLIGHT, MODEL_READY, PREPROCESS_SECONDS, SHED
 
 logger = logging.getLogger(__name__)
@@ -52,7 +57,7 @@ class Classification:
 
 @dataclass(frozen=True)
 class Inference:
-    """The class probabilities of several images, one row each, and the model that produced them."""
+    """The class probabilities of several images, one row each, and the model version that produced them."""
 
     probabilities: np.ndarray  # (images, classes) float32
     model: ModelInfo
@@ -65,10 +70,16 @@ class ClassifyItem:
     image: bytes
     top_k: int = 0
     model: str = ""
+    model_version: str = ""
 
 
 class Engine:
-    """Decodes on a thread pool, batches per model, runs inference off the event loop."""
+    """Decodes on a thread pool, batches per model version, runs inference off the event loop.
+
+    The versions live in a :class:`ModelRegistry`: the models given at start-up,
+    and (``dynamic``) those a :class:`service.core.control.ModelControl` loads
+    and unloads while the engine serves.
+    """
 
     def __init__(
         self,
@@ -80,11 +91,11 @@ class Engine:
         max_batch_images: int,
         max_in_flight: int,
         jpeg_draft: bool = True,
+        dynamic: bool = False,
     ) -> None:
-        if not models:
+        if not models and not dynamic:
             raise ValueError("an engine needs at least one model")
-        self._models = {model.info.name: model for model in models}
-        self._default = models[0].info.name
+        self._default = models[0].info.name if models else ""
         self._limits = limits
         self._jpeg_draft = jpeg_draft
         self._batching = batching
@@ -92,14 +103,17 @@ class Engine:
         # Several models share one inference thread: each thread that runs torch
         # holds its own OpenMP team, and a second team throttles both (and two
         # models at once would oversubscribe the cores anyway); see core/threads.py.
+        # Models that come and go (``dynamic``) always use it, so a version loaded
+        # later never runs on a thread of its own.
         self._shared_inference = (
-            ThreadPoolExecutor(1, thread_name_prefix="inference") if len(self._models) > 1 else None
+            ThreadPoolExecutor(1, thread_name_prefix="inference") if len(models) > 1 or dynamic else None
         )
-        self._statistics = {name: StatisticsRecorder() for name in self._models}
-        self._batchers = {
-            name: Batcher(self._inference_function(model), batching, name, self._statistics[name])
-            for name, model in self._models.items()
-        }
+        self._registry = ModelRegistry(self._release_version)
+        self._fixed: list[ServedVersion] = []
+        for model in models:
+            served = self._served_version(model)
+            self._registry.publish(model.info.name, model.info.version, served, in_repository=False)
+            self._fixed.append(served)
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         self._ready = False
         self._closed = False
@@ -116,6 +130,86 @@ class Engine:
         return self._ready and not self._closed
 
     @property
+    def default_model(self) -> str:
+        """The model of requests naming none: the first given at start-up, else the first served by name."""
+        if self._default:
+            return self._default
+        return next((name for name in self._registry.names() if self._registry.current(name)), "")
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self._registry
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """The current version of every model that has a ready one."""
+        current = (self._registry.current(name) for name in self._registry.names())
+        return tuple(info for info in current if info is not None)
+
+    def model(self, name: str) -> ModelInfo:
+        """The metadata of the current version of the served model ``name``."""
+        if not name:
+            raise InvalidArgument("a model name is required")
+        info = self._registry.current(name)
+        if info is None:
+            with self.lease(name):  # raises the registry's NOT_FOUND / UNAVAILABLE
+                pass
+            raise NotFound(f"model {name!r} is not served")  # unreachable unless it changed meanwhile
+        return info
+
+    @contextmanager
+    def lease(self, model: str = "", version: str = "") -> Iterator[ServedVersion]:
+        """Hold the version that answers a request for ``model`` (empty: the default) until the block ends.
+
+        Unpinned (``version`` empty) that is the model's current version; a
+        version swap or unload never takes it away while the block runs.
+        """
+        name = model or self.default_model
+        if not name:
+            raise NotFound("no model is served")
+        with self._registry.lease(name, version) as served:
+            yield served
+
+    def warm_up(self) -> None:
+        """Run each model given at start-up once at batch size 1 and at the largest batch size (blocking)."""
+        for served in self._fixed:
+            self._warm_up(served)
+        self._ready = True
+
+    def _warm_up(self, served: ServedVersion) -> None:
+        size = served.model.preprocessing.crop_size
+        blank = np.zeros((3, size, size), dtype=np.float32)
+        started = time.perf_counter()
+        served.batcher.submit(blank).result()
+        futures = [served.batcher.submit(blank) for _ in range(self._batching.max_batch_size)]
+        for future in futures:
+            future.result()
+        logger.info("warmed up model %s version %s in %.2f s", served.info.name, served.info.version, time.perf_counter() - started)
+        served.statistics.reset()  # the warm-up batches are nobody's requests
+        MODEL_READY.labels(served.info.name).set(1)
+
+    def build_version(self, model: LoadedModel) -> ServedVersion:
+        """A batcher for a newly loaded version, warmed up on the shared inference thread (blocking).
+
+        Call it from the thread that loaded ``model`` (one that exits,
+        core/threads.py): serving goes on meanwhile, sharing the inference thread.
+        """
+        if self._shared_inference is None:
+            raise RuntimeError("versions can be added only to an engine built with dynamic=True")
+        served = self._served_version(model)
+        try:
+            self._warm_up(served)
+        except BaseException:
+            served.batcher.close()
+            raise
+        return served
+
+    def _served_version(self, model: LoadedModel) -> ServedVersion:
+        statistics = StatisticsRecorder()
+        batcher = Batcher(self._inference_function(model), self._batching, model.info.name, statistics)
+        return ServedVersion(model, batcher, statistics)
+
+    @property
     def max_batch_images(self) -> int:
         """Most images one call may carry (batch calls, OIP requests)."""
         return self._max_batch_images
@@ -124,74 +218,52 @@ class Engine:
     def batching(self) -> BatchingConfig:
         return self._batching
 
-    @property
-    def default_model(self) -> str:
-        return self._default
+    def statistics(self) -> list[tuple[ModelInfo, Statistics]]:
+        """Cumulative inference statistics of every loaded version."""
+        return [(served.info, served.statistics.snapshot()) for served in self._registry.served()]
 
-    @property
-    def models(self) -> tuple[ModelInfo, ...]:
-        return tuple(model.info for model in self._models.values())
-
-    def model(self, name: str) -> ModelInfo:
-        """The metadata of the served model ``name``."""
-        if not name:
-            raise InvalidArgument("a model name is required")
-        return self._resolve(name).info
-
-    def warm_up(self) -> None:
-        """Run each model once at batch size 1 and at the largest batch size (blocking)."""
-        for name, model in self._models.items():
-            size = model.preprocessing.crop_size
-            blank = np.zeros((3, size, size), dtype=np.float32)
-            started = time.perf_counter()
-            self._batchers[name].submit(blank).result()
-            futures = [self._batchers[name].submit(blank) for _ in range(self._batching.max_batch_size)]
-            for future in futures:
-                future.result()
-            logger.info("warmed up model %s in %.2f s", name, time.perf_counter() - started)
-            self._statistics[name].reset()
-            MODEL_READY.labels(name).set(1)
+    def mark_ready(self) -> None:
+        """Report ready once start-up loading is over (dynamic engines with no model given at start-up)."""
         self._ready = True
 
-    def statistics(self, name: str) -> Statistics:
-        """Cumulative inference statistics of the served model ``name``."""
-        return self._statistics[self._resolve(name).info.name].snapshot()
-
     async def classify(
-        self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None
+        self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None, model_version: str = ""
     ) -> Classification:
         """Classify one encoded image; ``timeout`` covers decoding, queueing and inference."""
-        loaded = self._serving(model)
-        k = _checked_top_k(top_k, loaded.info.num_classes)
-        return await self._admitted(image, loaded, timeout, lambda row: _top_k(row, k, loaded.info))
+        if self._closed:
+            raise Unavailable("server is shutting down")
+        # The lease is taken at admission and held until the answer is computed:
+        # the version that admitted the request is the one that answers it.
+        with self.lease(model, model_version) as served:
+            k = _checked_top_k(top_k, served.info.num_classes)
+            return await self._admitted(image, served, timeout, lambda row: _top_k(row, k, served.info))
 
-    async def infer(self, images: Sequence[bytes], model: str = "", timeout: float | None = None) -> Inference:
-        """The class probabilities of each image, all by one model; any failing image fails the call."""
-        loaded = self._serving(model)
+    async def infer(
+        self, images: Sequence[bytes], model: str = "", timeout: float | None = None, model_version: str = ""
+    ) -> Inference:
+        """The class probabilities of each image, all by one model version; any failing image fails the call."""
+        if self._closed:
+            raise Unavailable("server is shutting down")
         if not images:
             raise InvalidArgument("a request needs at least one image")
         if len(images) > self._max_batch_images:
             raise InvalidArgument(f"a request holds at most {self._max_batch_images} images; got {len(images)}")
-        tasks = [asyncio.ensure_future(self._admitted(image, loaded, timeout, _as_float32)) for image in images]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        finally:
-            # One bad image fails the request: the others stop taking decode and batch slots.
+        with self.lease(model, model_version) as served:
+            tasks = [asyncio.ensure_future(self._admitted(image, served, timeout, _as_float32)) for image in images]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                # One bad image fails the request: the others stop taking decode and batch slots.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise _as_service_error(task.exception())
-        return Inference(np.stack([task.result() for task in tasks]), loaded.info)
-
-    def _serving(self, model: str) -> LoadedModel:
-        if self._closed:
-            raise Unavailable("server is shutting down")
-        return self._resolve(model)
+                if not task.cancelled() and task.exception() is not None:
+                    raise _as_service_error(task.exception())
+            return Inference(np.stack([task.result() for task in tasks]), served.info)
 
     async def _admitted(
-        self, image: bytes, loaded: LoadedModel, timeout: float | None, answer: Callable[[np.ndarray], _Answer]
+        self, image: bytes, served: ServedVersion, timeout: float | None, answer: Callable[[np.ndarray], _Answer]
     ) -> _Answer:
         """One image through admission control, decoding, a batch and ``answer``; ``timeout`` covers all of it.
 
@@ -209,11 +281,11 @@ class Engine:
         ok = False
         try:
             if timeout is None:
-                row = await self._probabilities(image, loaded, None, times)
+                row = await self._probabilities(image, served, None, times)
             else:
                 try:
                     async with asyncio.timeout(timeout):
-                        row = await self._probabilities(image, loaded, time.monotonic() + timeout, times)
+                        row = await self._probabilities(image, served, time.monotonic() + timeout, times)
                 except TimeoutError:
                     raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
             answered = time.perf_counter()
@@ -223,7 +295,7 @@ class Engine:
             return result
         finally:
             self._admit(-1)
-            self._statistics[loaded.info.name].finished(time.perf_counter() - started, times if ok else None)
+            served.statistics.finished(time.perf_counter() - started, times if ok else None)
 
     @property
     def in_flight(self) -> int:
@@ -257,7 +329,7 @@ class Engine:
                 f"a batch holds at most {self._max_batch_images} images; got {len(items)}"
             )
         outcomes = await asyncio.gather(
-            *(self.classify(item.image, item.top_k, item.model, timeout) for item in items),
+            *(self.classify(item.image, item.top_k, item.model, timeout, item.model_version) for item in items),
             return_exceptions=True,
         )
         return [_as_outcome(outcome) for outcome in outcomes]
@@ -265,10 +337,10 @@ class Engine:
     def close(self) -> None:
         """Stop taking requests, finish queued inference, release the threads."""
         self._closed = True
-        for name in self._models:
+        for name in self._registry.names():
             MODEL_READY.labels(name).set(0)
-        for batcher in self._batchers.values():
-            batcher.close()
+        for served in self._registry.served():
+            served.batcher.close()
         if self._shared_inference is not None:
             self._shared_inference.shutdown(wait=True)
         self._decode_pool.shutdown(wait=True, cancel_futures=True)
@@ -281,21 +353,22 @@ class Engine:
             return predict  # one model: its batcher thread is the inference thread
         return lambda batch: shared.submit(predict, batch).result()
 
-    def _resolve(self, name: str) -> LoadedModel:
-        if not name:
-            return self._models[self._default]
-        try:
-            return self._models[name]
-        except KeyError:
-            raise NotFound(
-                f"model {name!r} is not served; served models: {', '.join(self._models)}"
-            ) from None
+    def _release_version(self, served: ServedVersion) -> None:
+        """Stop a released version's batcher and give its memory back, off the caller's thread."""
+        holder = [served]
+
+        def release() -> None:
+            holder.pop().batcher.close()
+            gc.collect()  # the module's tensors go now, not at some later collection
+            return_freed_memory()
+
+        threading.Thread(target=release, name="release-model", daemon=True).start()
 
     async def _probabilities(
-        self, image: bytes, loaded: LoadedModel, deadline: float | None, times: StageTimes
+        self, image: bytes, served: ServedVersion, deadline: float | None, times: StageTimes
     ) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        batcher = self._batchers[loaded.info.name]
+        batcher, loaded = served.batcher, served.model
         with batcher.preparing():
             inputs, times.compute_input = await loop.run_in_executor(self._decode_pool, self._prepare, image, loaded)
         future = batcher.submit(inputs, deadline, times)
@@ -366,8 +439,8 @@ class EngineRef:
         """Refuse new calls (UNAVAILABLE) and report not ready; calls in flight still finish."""
         self._draining = True
         if self._engine is not None:
-            for info in self._engine.models:
-                MODEL_READY.labels(info.name).set(0)
+            for name in self._engine.registry.names():
+                MODEL_READY.labels(name).set(0)
 
     @property
     def ready(self) -> bool:

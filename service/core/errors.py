@@ -16,6 +16,7 @@ class ErrorCode(enum.IntEnum):
     INVALID_ARGUMENT = 3
     DEADLINE_EXCEEDED = 4
     NOT_FOUND = 5
+    PERMISSION_DENIED = 7
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9
     UNIMPLEMENTED = 12
@@ -86,6 +87,12 @@ class Unavailable(ServiceError):
 
 class Unauthenticated(ServiceError):
     code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    """The caller is known but may not make this call (model control without an admin token)."""
+
+    code = ErrorCode.PERMISSION_DENIED
 
 
 class Internal(ServiceError):

@@ -32,6 +32,7 @@ class ModelSpec:
     labels_file: Path | None = None
     weights_sha256: str | None = None
     backend: str = "torch"
+    version: str = ""  # the version folder's name for a model of the model repository
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,12 @@ class ModelInfo:
     backend: str
     device: str
     precision: str
+    repository_version: str = ""  # set for a model of the model repository
 
     @property
     def version(self) -> str:
-        return self.weights_sha256[:12]
+        """The repository version number, or the first 12 hex digits of the weights' SHA-256."""
+        return self.repository_version or self.weights_sha256[:12]
 
     @property
     def num_classes(self) -> int:
@@ -173,9 +176,13 @@ def load_network(spec: ModelSpec) -> tuple[nn.Module, str, tuple[str, ...]]:
     labels = read_labels(spec.labels_file) if spec.labels_file else architecture.imagenet_labels
     if num_classes != len(labels):
         source = spec.labels_file or "the ImageNet labels"
+        remedy = (
+            "set key 'labels' of its model.toml to a file with one label per class"
+            if spec.version
+            else "pass --labels FILE with one label per class"
+        )
         raise StartupError(
-            f"model {spec.name!r}: the weights have {num_classes} classes but {source} "
-            f"has {len(labels)} labels; pass --labels FILE with one label per class"
+            f"model {spec.name!r}: the weights have {num_classes} classes but {source} has {len(labels)} labels; {remedy}"
         )
     return module, digest, labels
 
@@ -196,6 +203,7 @@ def load_model(spec: ModelSpec, options: BackendOptions | None = None) -> Loaded
         backend=backend.name,
         device=backend.device,
         precision=backend.precision,
+        repository_version=spec.version,
     )
     logger.info(
         "loaded model %s (%s, %d classes, %s %s on %s) from %s sha256=%s",

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from service.auth import TokenVerifier
+from service.auth import AdminVerifier, TokenVerifier
 from service.core.errors import ServiceError
 from service.grpc_server.errors import GRPC_STATUS, abort, as_service_error
 from service.metrics import REQUEST_SECONDS, REQUESTS
@@ -43,6 +43,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     """Applies to ``services`` fully; other services (reflection) only get the auth check; health is open.
 
     ``open_methods`` (full method paths) skip the auth check but get the rest.
+    ``admin_methods`` (``/package.Service/Method``) also need an admin token when ``admin`` is set.
     """
 
     def __init__(
@@ -51,11 +52,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         open_services: Iterable[str],
         verifier: TokenVerifier | None,
         open_methods: Iterable[str] = (),
+        admin: AdminVerifier | None = None,
+        admin_methods: Iterable[str] = (),
     ) -> None:
         self._prefixes = tuple(f"/{name}/" for name in services)
         self._open = tuple(f"/{name}/" for name in open_services)
         self._open_methods = frozenset(open_methods)
         self._verifier = verifier
+        self._admin = admin
+        self._admin_methods = frozenset(admin_methods)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -65,12 +70,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(self._open):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
-        if self._verifier is not None and method not in self._open_methods:
-            try:
+        try:
+            if self._verifier is not None and method not in self._open_methods:
                 self._verifier.check(metadata.get("authorization"))
-            except ServiceError as error:
-                REQUESTS.labels("grpc", method, GRPC_STATUS[error.code].name).inc()
-                return _denied(handler, error)
+            if self._admin is not None and method in self._admin_methods:
+                self._admin.check(metadata.get("authorization"))
+        except ServiceError as error:
+            REQUESTS.labels("grpc", method, GRPC_STATUS[error.code].name).inc()
+            return _denied(handler, error)
         if not method.startswith(self._prefixes):
             return handler
         rid = accept_request_id(metadata.get(REQUEST_ID_HEADER))

@@ -12,10 +12,10 @@ from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from inference import grpc_service_pb2 as oip_pb
 from inference import grpc_service_pb2_grpc as oip_grpc
-from service.api.classifier_v1 import ClassifierServiceApi
-from service.api.inference_v2 import InferenceServiceApi
+from service.api.classifier_v1 import CONTROL_METHODS, ClassifierServiceApi
+from service.api.inference_v2 import OIP_CONTROL_METHODS, InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
-from service.auth import TokenVerifier
+from service.auth import AdminVerifier, TokenVerifier
 from service.grpc_server.interceptor import CallInterceptor
 from service.grpc_server.servicers import (
     ClassifierServiceServicer,
@@ -39,6 +39,11 @@ OPEN_METHODS: tuple[str, ...] = tuple(
 )
 
 
+def model_health_service(name: str) -> str:
+    """The grpc.health.v1 service name that reports one model's readiness."""
+    return f"models/{name}"
+
+
 class GrpcServer:
     """The gRPC side of the service; health stays NOT_SERVING until ``set_serving``."""
 
@@ -51,9 +56,15 @@ class GrpcServer:
         max_message_bytes: int,
         verifier: TokenVerifier | None = None,
         reflection_enabled: bool = True,
+        admin: AdminVerifier | None = None,
     ) -> None:
+        admin_methods = [
+            f"/{m.containing_service.full_name}/{m.name}" for m in (*CONTROL_METHODS, *OIP_CONTROL_METHODS)
+        ]
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS)],
+            interceptors=[
+                CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS, admin, admin_methods)
+            ],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -97,6 +108,11 @@ class GrpcServer:
         """Report NOT_SERVING, stop accepting, let in-flight calls finish within ``grace``."""
         await self.set_not_serving()
         await self.server.stop(grace)
+
+    async def set_model_serving(self, name: str, serving: bool) -> None:
+        """Per-model health: service ``models/NAME`` is SERVING while the model has a ready version."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(model_health_service(name), status)
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *CLASSIFIER_SERVICES):

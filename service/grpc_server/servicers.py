@@ -43,6 +43,12 @@ class ClassifierServiceServicer(pb_grpc.ClassifierServiceServicer):
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
         return await self._api.GetModel(request, context.time_remaining())
 
+    async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
+        return await self._api.LoadModel(request, context.time_remaining())
+
+    async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
+        return await self._api.UnloadModel(request, context.time_remaining())
+
 
 class TutorialClassifierServicer(tutorial_grpc.ClassifierServicer):
     def __init__(self, api: TutorialClassifierApi) -> None:

@@ -30,10 +30,10 @@ def test_resolves_methods_and_messages(channel: grpc.Channel) -> None:
     pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
     service = pool.FindServiceByName("classify.v1.ClassifierService")
     assert {m.name for m in service.methods} == {
-        "Classify", "ClassifyBatch", "ClassifyStream", "ListModels", "GetModel"
+        "Classify", "ClassifyBatch", "ClassifyStream", "ListModels", "GetModel", "LoadModel", "UnloadModel"
     }
     classify = service.methods_by_name["Classify"]
-    assert [f.name for f in classify.input_type.fields] == ["image", "top_k", "model"]
+    assert [f.name for f in classify.input_type.fields] == ["image", "top_k", "model", "model_version"]
     assert "predictions" in classify.output_type.fields_by_name
     stream = service.methods_by_name["ClassifyStream"]
     assert stream.client_streaming and stream.server_streaming

@@ -14,6 +14,7 @@ from tests.support import ServerProcess
 OPERATIONS = [
     ("POST", "/v1/classify"), ("POST", "/v1/classify:upload"), ("POST", "/v1/classify:batch"),
     ("GET", "/v1/models"), ("GET", "/v1/models/{name}"),
+    ("POST", "/v1/models/{name}:load"), ("POST", "/v1/models/{name}:unload"),
     ("POST", "/predict/file"), ("POST", "/predict/b64"), ("GET", "/healthz"), ("GET", "/readyz"),
     # The Open Inference Protocol's REST API (http_gateway/oip_routes.py).
     ("GET", "/v2"), ("GET", "/v2/health/live"), ("GET", "/v2/health/ready"), ("GET", "/v2/models/stats"),

@@ -45,14 +45,14 @@ def test_every_annotated_rpc_has_an_operation_with_matching_schemas(http: httpx.
         if rule.body == "*":
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             _assert_matches(document, body, method.input_type)
-    assert annotated == 4
+    assert annotated == 6
 
 
 def test_upload_route_is_described_as_multipart(http: httpx.Client) -> None:
     operation = http.get("/openapi.json").json()["paths"]["/v1/classify:upload"]["post"]
     form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["file"] == {"type": "string", "format": "binary"}
-    assert set(form["properties"]) == {"file", "topK", "model"}
+    assert set(form["properties"]) == {"file", "topK", "model", "modelVersion"}
 
 
 def test_docs_page_is_served(http: httpx.Client) -> None:

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lassify/v1/classify.proto\x12\x0b\x63lassify.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/rpc/status.proto\"R\n\x0f\x43lassifyRequest\x12\x14\n\x05image\x18\x01 \x01(\x0cR\x05image\x12\x13\n\x05top_k\x18\x02 \x01(\x05R\x04topK\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\"e\n\nPrediction\x12\x14\n\x05label\x18\x01 \x01(\tR\x05label\x12 \n\x0bprobability\x18\x02 \x01(\x02R\x0bprobability\x12\x1f\n\x0b\x63lass_index\x18\x03 \x01(\x05R\nclassIndex\"\x88\x01\n\x10\x43lassifyResponse\x12\x39\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.classify.v1.PredictionR\x0bpredictions\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12#\n\rmodel_version\x18\x03 \x01(\tR\x0cmodelVersion\"P\n\x14\x43lassifyBatchRequest\x12\x38\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.classify.v1.ClassifyRequestR\x08requests\"\x88\x01\n\x13\x43lassifyBatchResult\x12;\n\x08response\x18\x01 \x01(\x0b\x32\x1d.classify.v1.ClassifyResponseH\x00R\x08response\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00R\x05\x65rrorB\x08\n\x06result\"S\n\x15\x43lassifyBatchResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32 .classify.v1.ClassifyBatchResultR\x07results\"n\n\x15\x43lassifyStreamRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32\x1c.classify.v1.ClassifyRequestR\x07request\"\xaa\x01\n\x16\x43lassifyStreamResponse\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12;\n\x08response\x18\x02 \x01(\x0b\x32\x1d.classify.v1.ClassifyResponseH\x00R\x08response\x12*\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00R\x05\x65rrorB\x08\n\x06result\"\x13\n\x11ListModelsRequest\"i\n\x12ListModelsResponse\x12.\n\x06models\x18\x01 \x03(\x0b\x32\x16.classify.v1.ModelInfoR\x06models\x12#\n\rdefault_model\x18\x02 \x01(\tR\x0c\x64\x65\x66\x61ultModel\"%\n\x0fGetModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"@\n\x10GetModelResponse\x12,\n\x05model\x18\x01 \x01(\x0b\x32\x16.classify.v1.ModelInfoR\x05model\"\xd1\x02\n\tModelInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\"\n\x0c\x61rchitecture\x18\x02 \x01(\tR\x0c\x61rchitecture\x12%\n\x0eweights_sha256\x18\x03 \x01(\tR\rweightsSha256\x12\x18\n\x07version\x18\x04 \x01(\tR\x07version\x12!\n\x0cinput_height\x18\x05 \x01(\x05R\x0binputHeight\x12\x1f\n\x0binput_width\x18\x06 \x01(\x05R\ninputWidth\x12\x1f\n\x0bnum_classes\x18\x07 \x01(\x05R\nnumClasses\x12\x16\n\x06labels\x18\x08 \x03(\tR\x06labels\x12\x18\n\x07\x62\x61\x63kend\x18\t \x01(\tR\x07\x62\x61\x63kend\x12\x16\n\x06\x64\x65vice\x18\n \x01(\tR\x06\x64\x65vice\x12\x1c\n\tprecision\x18\x0b \x01(\tR\tprecision2\x92\x04\n\x11\x43lassifierService\x12`\n\x08\x43lassify\x12\x1c.classify.v1.ClassifyRequest\x1a\x1d.classify.v1.ClassifyResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/classify:\x01*\x12u\n\rClassifyBatch\x12!.classify.v1.ClassifyBatchRequest\x1a\".classify.v1.ClassifyBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/classify:batch:\x01*\x12]\n\x0e\x43lassifyStream\x12\".classify.v1.ClassifyStreamRequest\x1a#.classify.v1.ClassifyStreamResponse(\x01\x30\x01\x12\x61\n\nListModels\x12\x1e.classify.v1.ListModelsRequest\x1a\x1f.classify.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\x62\n\x08GetModel\x12\x1c.classify.v1.GetModelRequest\x1a\x1d.classify.v1.GetModelResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/models/{name}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lassify/v1/classify.proto\x12\x0b\x63lassify.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/rpc/status.proto\"w\n\x0f\x43lassifyRequest\x12\x14\n\x05image\x18\x01 \x01(\x0cR\x05image\x12\x13\n\x05top_k\x18\x02 \x01(\x05R\x04topK\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12#\n\rmodel_version\x18\x04 \x01(\tR\x0cmodelVersion\"e\n\nPrediction\x12\x14\n\x05label\x18\x01 \x01(\tR\x05label\x12 \n\x0bprobability\x18\x02 \x01(\x02R\x0bprobability\x12\x1f\n\x0b\x63lass_index\x18\x03 \x01(\x05R\nclassIndex\"\x88\x01\n\x10\x43lassifyResponse\x12\x39\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.classify.v1.PredictionR\x0bpredictions\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12#\n\rmodel_version\x18\x03 \x01(\tR\x0cmodelVersion\"P\n\x14\x43lassifyBatchRequest\x12\x38\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.classify.v1.ClassifyRequestR\x08requests\"\x88\x01\n\x13\x43lassifyBatchResult\x12;\n\x08response\x18\x01 \x01(\x0b\x32\x1d.classify.v1.ClassifyResponseH\x00R\x08response\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00R\x05\x65rrorB\x08\n\x06result\"S\n\x15\x43lassifyBatchResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32 .classify.v1.ClassifyBatchResultR\x07results\"n\n\x15\x43lassifyStreamRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32\x1c.classify.v1.ClassifyRequestR\x07request\"\xaa\x01\n\x16\x43lassifyStreamResponse\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12;\n\x08response\x18\x02 \x01(\x0b\x32\x1d.classify.v1.ClassifyResponseH\x00R\x08response\x12*\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00R\x05\x65rrorB\x08\n\x06result\"\x13\n\x11ListModelsRequest\"i\n\x12ListModelsResponse\x12.\n\x06models\x18\x01 \x03(\x0b\x32\x16.classify.v1.ModelInfoR\x06models\x12#\n\rdefault_model\x18\x02 \x01(\tR\x0c\x64\x65\x66\x61ultModel\"%\n\x0fGetModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"@\n\x10GetModelResponse\x12,\n\x05model\x18\x01 \x01(\x0b\x32\x16.classify.v1.ModelInfoR\x05model\"\x8e\x03\n\tModelInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\"\n\x0c\x61rchitecture\x18\x02 \x01(\tR\x0c\x61rchitecture\x12%\n\x0eweights_sha256\x18\x03 \x01(\tR\rweightsSha256\x12\x18\n\x07version\x18\x04 \x01(\tR\x07version\x12!\n\x0cinput_height\x18\x05 \x01(\x05R\x0binputHeight\x12\x1f\n\x0binput_width\x18\x06 \x01(\x05R\ninputWidth\x12\x1f\n\x0bnum_classes\x18\x07 \x01(\x05R\nnumClasses\x12\x16\n\x06labels\x18\x08 \x03(\tR\x06labels\x12\x18\n\x07\x62\x61\x63kend\x18\t \x01(\tR\x07\x62\x61\x63kend\x12\x16\n\x06\x64\x65vice\x18\n \x01(\tR\x06\x64\x65vice\x12\x1c\n\tprecision\x18\x0b \x01(\tR\tprecision\x12;\n\x08versions\x18\x0c \x03(\x0b\x32\x1f.classify.v1.ModelVersionStatusR\x08versions\"\x95\x02\n\x12ModelVersionStatus\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12;\n\x05state\x18\x02 \x01(\x0e\x32%.classify.v1.ModelVersionStatus.StateR\x05state\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12%\n\x0eweights_sha256\x18\x04 \x01(\tR\rweightsSha256\"i\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_LOADING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x13\n\x0fSTATE_UNLOADING\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\"@\n\x10LoadModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\"A\n\x11LoadModelResponse\x12,\n\x05model\x18\x01 \x01(\x0b\x32\x16.classify.v1.ModelInfoR\x05model\"B\n\x12UnloadModelRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\"C\n\x13UnloadModelResponse\x12,\n\x05model\x18\x01 \x01(\x0b\x32\x16.classify.v1.ModelInfoR\x05model2\xf8\x05\n\x11\x43lassifierService\x12`\n\x08\x43lassify\x12\x1c.classify.v1.ClassifyRequest\x1a\x1d.classify.v1.ClassifyResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/classify:\x01*\x12u\n\rClassifyBatch\x12!.classify.v1.ClassifyBatchRequest\x1a\".classify.v1.ClassifyBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/classify:batch:\x01*\x12]\n\x0e\x43lassifyStream\x12\".classify.v1.ClassifyStreamRequest\x1a#.classify.v1.ClassifyStreamResponse(\x01\x30\x01\x12\x61\n\nListModels\x12\x1e.classify.v1.ListModelsRequest\x1a\x1f.classify.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\x62\n\x08GetModel\x12\x1c.classify.v1.GetModelRequest\x1a\x1d.classify.v1.GetModelResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/models/{name}\x12m\n\tLoadModel\x12\x1d.classify.v1.LoadModelRequest\x1a\x1e.classify.v1.LoadModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/models/{name}:load:\x01*\x12u\n\x0bUnloadModel\x12\x1f.classify.v1.UnloadModelRequest\x1a .classify.v1.UnloadModelResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/models/{name}:unload:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,32 +41,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFIERSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/models'
   _globals['_CLASSIFIERSERVICE'].methods_by_name['GetModel']._loaded_options = None
   _globals['_CLASSIFIERSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/models/{name}'
+  _globals['_CLASSIFIERSERVICE'].methods_by_name['LoadModel']._loaded_options = None
+  _globals['_CLASSIFIERSERVICE'].methods_by_name['LoadModel']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/models/{name}:load:\001*'
+  _globals['_CLASSIFIERSERVICE'].methods_by_name['UnloadModel']._loaded_options = None
+  _globals['_CLASSIFIERSERVICE'].methods_by_name['UnloadModel']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/models/{name}:unload:\001*'
   _globals['_CLASSIFYREQUEST']._serialized_start=98
-  _globals['_CLASSIFYREQUEST']._serialized_end=180
-  _globals['_PREDICTION']._serialized_start=182
-  _globals['_PREDICTION']._serialized_end=283
-  _globals['_CLASSIFYRESPONSE']._serialized_start=286
-  _globals['_CLASSIFYRESPONSE']._serialized_end=422
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=424
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=504
-  _globals['_CLASSIFYBATCHRESULT']._serialized_start=507
-  _globals['_CLASSIFYBATCHRESULT']._serialized_end=643
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=645
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=728
-  _globals['_CLASSIFYSTREAMREQUEST']._serialized_start=730
-  _globals['_CLASSIFYSTREAMREQUEST']._serialized_end=840
-  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_start=843
-  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=1013
-  _globals['_LISTMODELSREQUEST']._serialized_start=1015
-  _globals['_LISTMODELSREQUEST']._serialized_end=1034
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1036
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1141
-  _globals['_GETMODELREQUEST']._serialized_start=1143
-  _globals['_GETMODELREQUEST']._serialized_end=1180
-  _globals['_GETMODELRESPONSE']._serialized_start=1182
-  _globals['_GETMODELRESPONSE']._serialized_end=1246
-  _globals['_MODELINFO']._serialized_start=1249
-  _globals['_MODELINFO']._serialized_end=1586
-  _globals['_CLASSIFIERSERVICE']._serialized_start=1589
-  _globals['_CLASSIFIERSERVICE']._serialized_end=2119
+  _globals['_CLASSIFYREQUEST']._serialized_end=217
+  _globals['_PREDICTION']._serialized_start=219
+  _globals['_PREDICTION']._serialized_end=320
+  _globals['_CLASSIFYRESPONSE']._serialized_start=323
+  _globals['_CLASSIFYRESPONSE']._serialized_end=459
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=461
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=541
+  _globals['_CLASSIFYBATCHRESULT']._serialized_start=544
+  _globals['_CLASSIFYBATCHRESULT']._serialized_end=680
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=682
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=765
+  _globals['_CLASSIFYSTREAMREQUEST']._serialized_start=767
+  _globals['_CLASSIFYSTREAMREQUEST']._serialized_end=877
+  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_start=880
+  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=1050
+  _globals['_LISTMODELSREQUEST']._serialized_start=1052
+  _globals['_LISTMODELSREQUEST']._serialized_end=1071
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1073
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1178
+  _globals['_GETMODELREQUEST']._serialized_start=1180
+  _globals['_GETMODELREQUEST']._serialized_end=1217
+  _globals['_GETMODELRESPONSE']._serialized_start=1219
+  _globals['_GETMODELRESPONSE']._serialized_end=1283
+  _globals['_MODELINFO']._serialized_start=1286
+  _globals['_MODELINFO']._serialized_end=1684
+  _globals['_MODELVERSIONSTATUS']._serialized_start=1687
+  _globals['_MODELVERSIONSTATUS']._serialized_end=1964
+  _globals['_MODELVERSIONSTATUS_STATE']._serialized_start=1859
+  _globals['_MODELVERSIONSTATUS_STATE']._serialized_end=1964
+  _globals['_LOADMODELREQUEST']._serialized_start=1966
+  _globals['_LOADMODELREQUEST']._serialized_end=2030
+  _globals['_LOADMODELRESPONSE']._serialized_start=2032
+  _globals['_LOADMODELRESPONSE']._serialized_end=2097
+  _globals['_UNLOADMODELREQUEST']._serialized_start=2099
+  _globals['_UNLOADMODELREQUEST']._serialized_end=2165
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=2167
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=2234
+  _globals['_CLASSIFIERSERVICE']._serialized_start=2237
+  _globals['_CLASSIFIERSERVICE']._serialized_end=2997
 # @@protoc_insertion_point(module_scope)

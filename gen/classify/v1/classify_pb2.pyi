@@ -1,6 +1,7 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -9,14 +10,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("image", "top_k", "model")
+    __slots__ = ("image", "top_k", "model", "model_version")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     top_k: int
     model: str
-    def __init__(self, image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    model_version: str
+    def __init__(self, image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("label", "probability", "class_index")
@@ -101,7 +104,7 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "architecture", "weights_sha256", "version", "input_height", "input_width", "num_classes", "labels", "backend", "device", "precision")
+    __slots__ = ("name", "architecture", "weights_sha256", "version", "input_height", "input_width", "num_classes", "labels", "backend", "device", "precision", "versions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +116,7 @@ class ModelInfo(_message.Message):
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     architecture: str
     weights_sha256: str
@@ -124,4 +128,57 @@ class ModelInfo(_message.Message):
     backend: str
     device: str
     precision: str
-    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., version: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ...) -> None: ...
+    versions: _containers.RepeatedCompositeFieldContainer[ModelVersionStatus]
+    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., version: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[ModelVersionStatus, _Mapping]]] = ...) -> None: ...
+
+class ModelVersionStatus(_message.Message):
+    __slots__ = ("version", "state", "reason", "weights_sha256")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[ModelVersionStatus.State]
+        STATE_LOADING: _ClassVar[ModelVersionStatus.State]
+        STATE_READY: _ClassVar[ModelVersionStatus.State]
+        STATE_UNLOADING: _ClassVar[ModelVersionStatus.State]
+        STATE_FAILED: _ClassVar[ModelVersionStatus.State]
+    STATE_UNSPECIFIED: ModelVersionStatus.State
+    STATE_LOADING: ModelVersionStatus.State
+    STATE_READY: ModelVersionStatus.State
+    STATE_UNLOADING: ModelVersionStatus.State
+    STATE_FAILED: ModelVersionStatus.State
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    state: ModelVersionStatus.State
+    reason: str
+    weights_sha256: str
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[_Union[ModelVersionStatus.State, str]] = ..., reason: _Optional[str] = ..., weights_sha256: _Optional[str] = ...) -> None: ...
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class LoadModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+
+class UnloadModelRequest(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class UnloadModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...

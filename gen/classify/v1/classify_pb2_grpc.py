@@ -61,6 +61,16 @@ class ClassifierServiceStub:
                 request_serializer=classify_dot_v1_dot_classify__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=classify_dot_v1_dot_classify__pb2.GetModelResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/classify.v1.ClassifierService/LoadModel',
+                request_serializer=classify_dot_v1_dot_classify__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=classify_dot_v1_dot_classify__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/classify.v1.ClassifierService/UnloadModel',
+                request_serializer=classify_dot_v1_dot_classify__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=classify_dot_v1_dot_classify__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class ClassifierServiceServicer:
@@ -107,6 +117,27 @@ class ClassifierServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadModel(self, request, context):
+        """LoadModel loads a model of the model repository, or one version of it,
+        and answers once the load has finished: the new version is verified and
+        warm, and serves every request that does not pin another version. A
+        failed load leaves the versions already loaded serving and answers
+        FAILED_PRECONDITION with the reason. It needs --model-control explicit
+        and, when tokens are configured, an admin token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """UnloadModel unloads a model, or one version of it. Requests already
+        admitted finish on it; later ones naming it get NOT_FOUND. It needs
+        --model-control explicit and, when tokens are configured, an admin token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +165,16 @@ def add_ClassifierServiceServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=classify_dot_v1_dot_classify__pb2.GetModelRequest.FromString,
                     response_serializer=classify_dot_v1_dot_classify__pb2.GetModelResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=classify_dot_v1_dot_classify__pb2.LoadModelRequest.FromString,
+                    response_serializer=classify_dot_v1_dot_classify__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=classify_dot_v1_dot_classify__pb2.UnloadModelRequest.FromString,
+                    response_serializer=classify_dot_v1_dot_classify__pb2.UnloadModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +314,60 @@ class ClassifierService:
             '/classify.v1.ClassifierService/GetModel',
             classify_dot_v1_dot_classify__pb2.GetModelRequest.SerializeToString,
             classify_dot_v1_dot_classify__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classify.v1.ClassifierService/LoadModel',
+            classify_dot_v1_dot_classify__pb2.LoadModelRequest.SerializeToString,
+            classify_dot_v1_dot_classify__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classify.v1.ClassifierService/UnloadModel',
+            classify_dot_v1_dot_classify__pb2.UnloadModelRequest.SerializeToString,
+            classify_dot_v1_dot_classify__pb2.UnloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="HTTP gateway base URL")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--model", default="", help="served model name (default: the server's)")
+    parser.add_argument("--model-version", default="", help="pin a version of the model (default: its current one)")
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     parser.add_argument("--json", action="store_true", help="one proto3-JSON document per image")
     parser.add_argument("--token-file", type=Path, metavar="FILE", help="bearer token, read from FILE")
@@ -39,7 +40,10 @@ def predict(args: argparse.Namespace) -> int:
         for name in args.images:
             path = Path(name)
             try:
-                response = client.classify(path.read_bytes(), top_k=args.top_k, model=args.model, timeout=args.timeout)
+                response = client.classify(
+                    path.read_bytes(), top_k=args.top_k, model=args.model, timeout=args.timeout,
+                    model_version=args.model_version,
+                )
             except OSError as error:
                 print(f"{name}: cannot read: {error.strerror}", file=sys.stderr)
                 status = 1

@@ -310,9 +310,11 @@ class Client:
         else:
             self._http = httpx.Client(**self._options.http_kwargs())
 
-    def classify(self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None) -> models.ClassifyResponse:
-        """The top-K classes of one encoded image (``top_k`` 0: the server's default, 5)."""
-        request = pb.ClassifyRequest(image=image, top_k=top_k, model=model)
+    def classify(
+        self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None, model_version: str = ""
+    ) -> models.ClassifyResponse:
+        """The top-K classes of one encoded image (``top_k`` 0: the server's default, 5; ``model_version`` pins one)."""
+        request = pb.ClassifyRequest(image=image, top_k=top_k, model=model, model_version=model_version)
         return _to_model(models.ClassifyResponse, self._call("Classify", request, timeout))
 
     def classify_batch(
@@ -329,6 +331,16 @@ class Client:
     def get_model(self, name: str, timeout: float | None = None) -> models.ModelInfo:
         """One served model's metadata."""
         response = self._call("GetModel", pb.GetModelRequest(name=name), timeout)
+        return _to_model(models.ModelInfo, response.model)  # type: ignore[attr-defined]
+
+    def load_model(self, name: str, version: str = "", timeout: float | None = None) -> models.ModelInfo:
+        """Load a model of the server's model repository (every version, or one); returns its versions' states."""
+        response = self._call("LoadModel", pb.LoadModelRequest(name=name, version=version), timeout)
+        return _to_model(models.ModelInfo, response.model)  # type: ignore[attr-defined]
+
+    def unload_model(self, name: str, version: str = "", timeout: float | None = None) -> models.ModelInfo:
+        """Unload a model (every version, or one); returns what remains of it."""
+        response = self._call("UnloadModel", pb.UnloadModelRequest(name=name, version=version), timeout)
         return _to_model(models.ModelInfo, response.model)  # type: ignore[attr-defined]
 
     def health(self, timeout: float | None = 5.0) -> str:
@@ -431,10 +443,10 @@ class AsyncClient:
             self._http = httpx.AsyncClient(**self._options.http_kwargs())
 
     async def classify(
-        self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None
+        self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None, model_version: str = ""
     ) -> models.ClassifyResponse:
-        """The top-K classes of one encoded image (``top_k`` 0: the server's default, 5)."""
-        request = pb.ClassifyRequest(image=image, top_k=top_k, model=model)
+        """The top-K classes of one encoded image (``top_k`` 0: the server's default, 5; ``model_version`` pins one)."""
+        request = pb.ClassifyRequest(image=image, top_k=top_k, model=model, model_version=model_version)
         return _to_model(models.ClassifyResponse, await self._call("Classify", request, timeout))
 
     async def classify_batch(
@@ -451,6 +463,16 @@ class AsyncClient:
     async def get_model(self, name: str, timeout: float | None = None) -> models.ModelInfo:
         """One served model's metadata."""
         response = await self._call("GetModel", pb.GetModelRequest(name=name), timeout)
+        return _to_model(models.ModelInfo, response.model)  # type: ignore[attr-defined]
+
+    async def load_model(self, name: str, version: str = "", timeout: float | None = None) -> models.ModelInfo:
+        """Load a model of the server's model repository (every version, or one); returns its versions' states."""
+        response = await self._call("LoadModel", pb.LoadModelRequest(name=name, version=version), timeout)
+        return _to_model(models.ModelInfo, response.model)  # type: ignore[attr-defined]
+
+    async def unload_model(self, name: str, version: str = "", timeout: float | None = None) -> models.ModelInfo:
+        """Unload a model (every version, or one); returns what remains of it."""
+        response = await self._call("UnloadModel", pb.UnloadModelRequest(name=name, version=version), timeout)
         return _to_model(models.ModelInfo, response.model)  # type: ignore[attr-defined]
 
     async def health(self, timeout: float | None = 5.0) -> str:

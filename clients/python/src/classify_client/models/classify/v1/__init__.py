@@ -15,8 +15,14 @@ __all__ = (
     "GetModelResponse",
     "ListModelsRequest",
     "ListModelsResponse",
+    "LoadModelRequest",
+    "LoadModelResponse",
     "ModelInfo",
+    "ModelVersionStatus",
+    "ModelVersionStatusState",
     "Prediction",
+    "UnloadModelRequest",
+    "UnloadModelResponse",
 )
 
 import typing
@@ -30,6 +36,58 @@ from ...message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class ModelVersionStatusState(betterproto2.Enum):
+    """
+    State is where a version is in its life cycle.
+    """
+
+    UNSPECIFIED = 0
+    """
+    STATE_UNSPECIFIED is never sent.
+    """
+
+    LOADING = 1
+    """
+    STATE_LOADING means the version is being verified, loaded and warmed up.
+    """
+
+    READY = 2
+    """
+    STATE_READY means the version serves requests.
+    """
+
+    UNLOADING = 3
+    """
+    STATE_UNLOADING means the version takes no new requests and is released
+    once the requests it admitted have finished.
+    """
+
+    FAILED = 4
+    """
+    STATE_FAILED means the version could not be loaded; reason says why.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "STATE_UNSPECIFIED",
+            1: "STATE_LOADING",
+            2: "STATE_READY",
+            3: "STATE_UNLOADING",
+            4: "STATE_FAILED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "STATE_UNSPECIFIED": 0,
+            "STATE_LOADING": 1,
+            "STATE_READY": 2,
+            "STATE_UNLOADING": 3,
+            "STATE_FAILED": 4,
+        }
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -120,6 +178,15 @@ class ClassifyRequest(betterproto2.Message):
     model names the served model to use; empty means the server's default.
     """
 
+    model_version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(4, betterproto2.TYPE_STRING)
+    )
+    """
+    model_version pins the version that must answer (as responses name it in
+    model_version); empty means the model's current version. A version that
+    is not loaded and ready is NOT_FOUND.
+    """
+
 
 default_message_pool.register_message("classify.v1", "ClassifyRequest", ClassifyRequest)
 
@@ -146,8 +213,9 @@ class ClassifyResponse(betterproto2.Message):
         betterproto2.field(3, betterproto2.TYPE_STRING)
     )
     """
-    model_version identifies the exact weights that answered: the first 12
-    hex digits of their SHA-256.
+    model_version identifies the exact weights that answered: for a model of
+    the model repository its version number (the version folder's name, e.g.
+    "2"), otherwise the first 12 hex digits of their SHA-256.
     """
 
 
@@ -281,6 +349,46 @@ default_message_pool.register_message("classify.v1", "ListModelsResponse", ListM
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
+class LoadModelRequest(betterproto2.Message):
+    """
+    LoadModelRequest asks to load a model of the model repository.
+    """
+
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
+    )
+    """
+    name is the model's folder name in the model repository.
+    """
+
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
+    )
+    """
+    version is the version folder to load; empty means every version found
+    in the model's folder (versions whose folder is gone are unloaded).
+    """
+
+
+default_message_pool.register_message("classify.v1", "LoadModelRequest", LoadModelRequest)
+
+
+@dataclass(eq=False, repr=False, config={"extra": "forbid"})
+class LoadModelResponse(betterproto2.Message):
+    """
+    LoadModelResponse describes the model once the load has finished.
+    """
+
+    model: "ModelInfo | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    model describes the model and the state of each of its versions.
+    """
+
+
+default_message_pool.register_message("classify.v1", "LoadModelResponse", LoadModelResponse)
+
+
+@dataclass(eq=False, repr=False, config={"extra": "forbid"})
 class ModelInfo(betterproto2.Message):
     """
     ModelInfo describes a served model.
@@ -311,7 +419,9 @@ class ModelInfo(betterproto2.Message):
         betterproto2.field(4, betterproto2.TYPE_STRING)
     )
     """
-    version is the first 12 hex digits of weights_sha256.
+    version is the version that serves requests pinning none: for a model of
+    the model repository its version number, otherwise the first 12 hex
+    digits of weights_sha256.
     """
 
     input_height: "typing.Annotated[int, pydantic.Field(ge=-2**31, le=2**31 - 1)]" = betterproto2.field(
@@ -363,8 +473,54 @@ class ModelInfo(betterproto2.Message):
     precision is the numeric precision of inference, e.g. "fp32".
     """
 
+    versions: "list[ModelVersionStatus]" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    versions lists every version of the model the server knows of, loaded or
+    not, with its state. The other fields describe the current version and
+    are empty while no version is ready.
+    """
+
 
 default_message_pool.register_message("classify.v1", "ModelInfo", ModelInfo)
+
+
+@dataclass(eq=False, repr=False, config={"extra": "forbid"})
+class ModelVersionStatus(betterproto2.Message):
+    """
+    ModelVersionStatus is the state of one version of a model.
+    """
+
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
+    )
+    """
+    version is the version number (the version folder's name), or the first
+    12 hex digits of the weights' SHA-256 for a model outside the repository.
+    """
+
+    state: "ModelVersionStatusState" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: ModelVersionStatusState(0)
+    )
+    """
+    state is the version's current state.
+    """
+
+    reason: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(3, betterproto2.TYPE_STRING)
+    )
+    """
+    reason says why a version is FAILED; empty otherwise.
+    """
+
+    weights_sha256: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(4, betterproto2.TYPE_STRING)
+    )
+    """
+    weights_sha256 is the hex SHA-256 of the version's weights, once verified.
+    """
+
+
+default_message_pool.register_message("classify.v1", "ModelVersionStatus", ModelVersionStatus)
 
 
 @dataclass(eq=False, repr=False, config={"extra": "forbid"})
@@ -396,6 +552,45 @@ class Prediction(betterproto2.Message):
 
 
 default_message_pool.register_message("classify.v1", "Prediction", Prediction)
+
+
+@dataclass(eq=False, repr=False, config={"extra": "forbid"})
+class UnloadModelRequest(betterproto2.Message):
+    """
+    UnloadModelRequest asks to unload a model or one of its versions.
+    """
+
+    name: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(1, betterproto2.TYPE_STRING)
+    )
+    """
+    name is the served model's name.
+    """
+
+    version: "typing.Annotated[str, pydantic.AfterValidator(betterproto2.validators.validate_string)]" = (
+        betterproto2.field(2, betterproto2.TYPE_STRING)
+    )
+    """
+    version is the version to unload; empty means every version.
+    """
+
+
+default_message_pool.register_message("classify.v1", "UnloadModelRequest", UnloadModelRequest)
+
+
+@dataclass(eq=False, repr=False, config={"extra": "forbid"})
+class UnloadModelResponse(betterproto2.Message):
+    """
+    UnloadModelResponse describes what remains of the model after the unload.
+    """
+
+    model: "ModelInfo | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    model describes the model's remaining versions, if any.
+    """
+
+
+default_message_pool.register_message("classify.v1", "UnloadModelResponse", UnloadModelResponse)
 
 
 from ...google import rpc as __google__rpc__
