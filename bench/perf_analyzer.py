@@ -112,11 +112,11 @@ def main(argv: Sequence[str]) -> int:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     images = list(benchmark_images().values())
-    data_file = out / "input-data.json"
-    data_file.write_text(json.dumps(input_data(images)))
     results: dict[str, Any] = {"concurrency": concurrency, "serve_flags": serve_flags, "rounds": []}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     with tempfile.TemporaryDirectory(prefix="classify-perf-analyzer-") as scratch:
+        data_file = Path(scratch) / "input-data.json"  # 3.5 MB of base64: made again each run, never committed
+        data_file.write_text(json.dumps(input_data(images)))
         weights = weights_file(args.weights, Path(scratch))
         grpc_port, http_port = free_port(), free_port()
         try:

@@ -108,7 +108,7 @@ def _admin_token(args: argparse.Namespace) -> str | None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from service.client import ClassifyError, Client
+    from classify_client.client import ClassifyError, Client
 
     target = args.http if args.transport == "http" else args.server
     try:

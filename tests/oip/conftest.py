@@ -39,10 +39,12 @@ def photo_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
-def run_driver(python: Path, protocol: str, url: str, photos: list[Path], *extra: str) -> dict[str, Any]:
+def run_driver(
+    python: Path, protocol: str, url: str, photos: list[Path], *extra: str, model: str = "resnet18"
+) -> dict[str, Any]:
     """Run tritonclient against ``url``; returns what it saw."""
     result = subprocess.run(
-        [str(python), str(DRIVER), protocol, url, "resnet18", *map(str, photos), *extra],
+        [str(python), str(DRIVER), protocol, url, model, *map(str, photos), *extra],
         capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stderr

@@ -87,7 +87,7 @@ def test_binary_extension_by_hand(server: ServerProcess) -> None:
         (INFER, {"inputs": [{"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES", "data": [base64.b64encode(b"junk").decode()]}]}, 400, "decoded"),
         ("/v2/models/nope/infer", {"inputs": [{"name": "IMAGE", "shape": [1], "datatype": "BYTES", "data": []}]}, 404, "nope"),
         ("/v2/models/resnet18/versions/7/infer", {"inputs": []}, 400, "inputs"),
-        ("/v2/repository/models/resnet18/load", {}, 400, "model control is off"),
+        ("/v2/repository/models/resnet18/load", {}, 400, "--model-repository"),
     ],
 )
 def test_errors_are_oip_json(server: ServerProcess, path: str, body: object, status: int, fragment: str) -> None:

@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("photos", nargs="+", type=Path)
     parser.add_argument("--token")
-    parser.add_argument("--scenario", default="all", choices=("all", "auth"))
+    parser.add_argument("--admin-token")
+    parser.add_argument("--scenario", default="all", choices=("all", "auth", "repository"))
     args = parser.parse_args()
     lib: Any = grpcclient if args.protocol == "grpc" else httpclient
     headers = {"authorization": f"Bearer {args.token}"} if args.token else None
@@ -50,13 +51,38 @@ def main() -> None:
     photos = [p.read_bytes() for p in args.photos]
 
     def infer(images: np.ndarray, *, classes: int = 0, datatype: str = "BYTES", model: str = args.model,
-              shape: list[int] | None = None, send_headers: dict[str, str] | None = headers) -> Any:
+              shape: list[int] | None = None, send_headers: dict[str, str] | None = headers, version: str = "") -> Any:
         tensor = lib.InferInput("IMAGE", shape or list(images.shape), datatype)
         tensor.set_data_from_numpy(images)
         outputs = [lib.InferRequestedOutput("PROBABILITIES", class_count=classes)]
-        return client.infer(model, [tensor], outputs=outputs, headers=send_headers)
+        return client.infer(model, [tensor], outputs=outputs, headers=send_headers, model_version=version)
 
     seen: dict[str, Any] = {}
+    if args.scenario == "repository":
+        admin = {"authorization": f"Bearer {args.admin_token}"}
+        as_json = {"as_json": True} if args.protocol == "grpc" else {}
+
+        def index() -> list[dict[str, Any]]:
+            found = client.get_model_repository_index(headers=headers, **as_json)
+            return found.get("models", []) if isinstance(found, dict) else found  # an empty index is {}
+
+        def answered_by(version: str = "") -> str:
+            return infer(_images(photos[:1]), version=version).get_response(**as_json)["model_version"]
+
+        seen["index_before"] = index()
+        seen["load_without_admin"] = _error(lambda: client.load_model(args.model, headers=headers))
+        client.load_model(args.model, headers=admin)  # picks up the version folder added meanwhile
+        seen["index_loaded"] = index()
+        seen["metadata_versions"] = client.get_model_metadata(args.model, headers=headers, **as_json)["versions"]
+        seen["answered_unpinned"] = answered_by()
+        seen["answered_pinned_1"] = answered_by("1")
+        seen["pinned_unknown"] = _error(lambda: answered_by("9"))
+        client.unload_model(args.model, headers=admin)
+        seen["index_unloaded"] = index()
+        seen["after_unload"] = _error(lambda: answered_by())
+        seen["ready_after_unload"] = client.is_model_ready(args.model, headers=headers)
+        print(json.dumps(seen))
+        return
     if args.scenario == "auth":
         # Health is open; everything else needs the token.
         seen["live_without_token"] = client.is_server_live()
