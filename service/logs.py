@@ -51,3 +51,6 @@ def configure_logging(level: str, log_format: LogFormat, stream: TextIO | None =
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries' warnings.warn (torch's ONNX exporter on a first start) become
+    # records too, so a JSON log stays one object a line.
+    logging.captureWarnings(True)
