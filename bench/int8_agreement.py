@@ -25,8 +25,8 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from service.core.images import ImageLimits, decode_image
 from service.core.models import LoadedModel
-from service.quantize import quantize_model
 from service.settings import Settings
+from service.tools.quantize import quantize_model
 from tests.support import matplotlib_photo, skimage_photo, sklearn_photo
 
 EVALUATION = {

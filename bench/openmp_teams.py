@@ -38,8 +38,8 @@ def measure(layout: str, weights: Path, backend: str, batch: int, calls: int) ->
     """In this process: load by ``layout``, then time ``calls`` inferences on a new long-lived thread."""
     import numpy as np
 
-    from service.app import load_models
     from service.core.threads import call_on_exiting_thread
+    from service.roots.serve import load_models
     from service.settings import Settings
 
     settings = Settings.model_validate({"weights": weights, "model": ["resnet18"], "backend": backend})

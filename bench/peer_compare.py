@@ -140,7 +140,7 @@ def measure_service(weights: Path, out: Path, logs: Path, args: argparse.Namespa
 
 def measure_peer(peer: Peer, python: Path, weights: Path, out: Path, logs: Path, args: argparse.Namespace) -> list[dict]:
     """Start the peer in its venv, wait until it classifies a photo, load it over its HTTP API, stop it."""
-    from service.bench.images import benchmark_images
+    from service.tools.bench.images import benchmark_images
 
     port = free_port()
     env = {"PEER_WEIGHTS": str(weights), "PEER_THREADS": str(os.cpu_count() or 1), "PYTHONPATH": str(REPO),

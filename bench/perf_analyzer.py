@@ -105,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from service.bench.images import benchmark_images
+    from service.tools.bench.images import benchmark_images
 
     concurrency = [int(c) for c in args.concurrency.split(",")]
     out = REPO / "bench" / "results" / args.name

@@ -171,7 +171,7 @@ def wait_ready(
     from classify import classify_pb2 as tutorial_pb
     from classify import classify_pb2_grpc as tutorial_pb_grpc
     from classify_client.client import Client
-    from service.bench.images import benchmark_images
+    from service.tools.bench.images import benchmark_images
 
     photo = next(iter(benchmark_images().values()))
     with Client(f"127.0.0.1:{grpc_port}") as client:

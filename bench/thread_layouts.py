@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python -m bench.thread_layouts --weights W [--backends torch,onnxruntime-int8] [--duration 8]
 
-Each layout builds the server's own engine (service.app.build_engine, so the
+Each layout builds the server's own engine (service.roots.serve.build_engine, so the
 same decoding, batching and backend) and drives it with the bench's closed
 loop at concurrency 16; one process per layout so thread pools start fresh.
 Layouts alternate within each round, and medians are reported, because single
@@ -27,10 +27,10 @@ LAYOUTS = [  # (inference threads, decode threads, ONNX Runtime spinning)
 
 
 def one(backend: str, weights: Path, threads: int, workers: int, spin: bool, duration: float) -> dict[str, float]:
-    from service.bench.images import benchmark_images
-    from service.bench.loadgen import Limits
-    from service.bench.reference import build_engine, pipeline
     from service.settings import Settings
+    from service.tools.bench.images import benchmark_images
+    from service.tools.bench.loadgen import Limits
+    from service.tools.bench.reference import build_engine, pipeline
 
     settings = Settings(
         model=["resnet18"], weights=weights, backend=backend,  # type: ignore[arg-type]

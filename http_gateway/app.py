@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from classify.v1 import classify_pb2 as pb
 from http_gateway.backends import RpcBackend
 from http_gateway.errors import install_error_handlers
 from http_gateway.json_schema import component_schemas
@@ -28,10 +27,10 @@ from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
 from http_gateway.try_it import add_try_it_page
 from http_gateway.tutorial_routes import add_tutorial_routes
-from service.api.classifier_v1 import CONTROL_METHODS
 from service.auth import AdminVerifier, TokenVerifier
+from service.contract.services import CLASSIFIER_SERVICE, CONTROL_METHODS
 
-SERVICES: tuple[ServiceDescriptor, ...] = (pb.DESCRIPTOR.services_by_name["ClassifierService"],)
+SERVICES: tuple[ServiceDescriptor, ...] = (CLASSIFIER_SERVICE,)
 
 
 def create_app(

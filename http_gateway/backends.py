@@ -1,9 +1,12 @@
-"""Where the gateway sends request messages: the in-process API objects or a remote gRPC server."""
+"""Where the gateway sends request messages: the ``RpcBackend`` protocol, and a remote gRPC server.
+
+The in-process backend (the API objects of `classify serve`) is service/api/dispatch.py:
+the gateway never imports the core.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
@@ -11,8 +14,8 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.core.engine import EngineRef
-from service.core.errors import ErrorCode, NotFound, Overloaded, PayloadTooLarge, ServiceError
+from service.contract.services import model_health_service
+from service.errors import ErrorCode, NotFound, Overloaded, PayloadTooLarge, ServiceError
 
 
 class RpcBackend(Protocol):
@@ -25,31 +28,6 @@ class RpcBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class InProcessBackend:
-    """Calls the API objects of this process directly: same core, no network hop."""
-
-    def __init__(self, apis: Mapping[str, object], engine: EngineRef) -> None:
-        self._apis = apis  # service full name -> object with one method per RPC
-        self._engine = engine
-
-    async def call(self, method: MethodDescriptor, request: Message, timeout: float | None) -> Message:
-        handler: Callable[..., Any] = getattr(self._apis[method.containing_service.full_name], method.name)
-        return await handler(request, timeout)
-
-    async def ready(self, model: str = "") -> bool:
-        if not model:
-            return self._engine.ready
-        if not self._engine.ready:
-            return False
-        registry = self._engine.get().registry
-        if model not in registry.names():
-            raise NotFound(f"model {model!r} is not served")
-        return registry.current(model) is not None
-
-    async def close(self) -> None:
-        return None
 
 
 class RemoteError(ServiceError):
@@ -94,7 +72,7 @@ class GrpcUpstreamBackend:
             raise _service_error(error) from None
 
     async def ready(self, model: str = "") -> bool:
-        service = f"models/{model}" if model else ""  # service.grpc_server.server.model_health_service
+        service = model_health_service(model) if model else ""
         try:
             reply = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
         except grpc.aio.AioRpcError as error:

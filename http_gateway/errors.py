@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.convert import error_status
-from service.core.errors import (
+from service.contract.status import error_status
+from service.errors import (
     INTERNAL_MESSAGE,
     ErrorCode,
     Internal,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from http_gateway.errors import error_response
-from service.core.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge
 
 
 class BodyLimitMiddleware:

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from http_gateway.errors import error_response
 from service.auth import AdminVerifier, TokenVerifier
-from service.core.errors import ServiceError
+from service.errors import ServiceError
 from service.metrics import REQUEST_SECONDS, REQUESTS
 from service.request_context import REQUEST_ID_HEADER, accept_request_id, request_id
 

@@ -23,8 +23,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from inference import grpc_service_pb2 as pb
-from service.api.oip_tensors import fp32_from_raw, split_bytes_elements
-from service.core.errors import InvalidArgument
+from service.contract.oip_tensors import fp32_from_raw, split_bytes_elements
+from service.errors import InvalidArgument
 
 HEADER_LENGTH = "inference-header-content-length"
 BINARY_DATA_SIZE = "binary_data_size"

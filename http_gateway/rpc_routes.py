@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from http_gateway.backends import RpcBackend
 from http_gateway.json_schema import Schema, field_schema, schema_ref
 from http_gateway.routes import HttpRoute
-from service.core.errors import Cancelled, InvalidArgument
+from service.errors import Cancelled, InvalidArgument
 
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
 UPLOAD_SUFFIX = ":upload"

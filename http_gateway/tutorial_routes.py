@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from classify import classify_pb2 as tutorial_pb
 from http_gateway.backends import RpcBackend
 from http_gateway.rpc_routes import call_backend, error_responses, message_to_json
-from service.core.errors import InvalidArgument
+from service.errors import InvalidArgument
 
 PREDICT = tutorial_pb.DESCRIPTOR.services_by_name["Classifier"].methods_by_name["Predict"]
 TAG = "tutorial (compatibility)"

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Iterable
 from pathlib import Path
 
-from service.core.errors import PermissionDenied, StartupError, Unauthenticated
+from service.errors import PermissionDenied, StartupError, Unauthenticated
 
 _PREFIX = "bearer "
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from classify_client.cli import add_predict_arguments
-from service.core.errors import StartupError
+from service.errors import StartupError
 from service.logs import configure_logging
 from service.settings import add_settings_arguments, settings_from_args
 
@@ -28,9 +28,11 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"classify serve: invalid configuration:\n{error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    from service import app  # heavy imports (torch) only for serving
-
-    entry = app.serve if args.command == "serve" else app.serve_gateway
+    # Each root imports only what it runs: the gateway loads no model library.
+    if args.command == "serve":
+        from service.roots.serve import serve as entry
+    else:
+        from service.roots.gateway import serve_gateway as entry
     try:
         return asyncio.run(entry(settings))
     except StartupError as error:
@@ -39,7 +41,7 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from service.bench.cli import run  # the load generator and its references load only here
+    from service.tools.bench.cli import run  # the load generator and its references load only here
 
     return run(args)
 
@@ -49,7 +51,7 @@ def _weights_fetch(args: argparse.Namespace) -> int:
     import re
 
     from service.core.weights import OFFICIAL_WEIGHTS
-    from service.weights_store import FetchError, fetch, place_in_repository
+    from service.tools.weights_store import FetchError, fetch, place_in_repository
 
     weights = OFFICIAL_WEIGHTS[args.model]
     if args.sha256 is not None and args.sha256.lower() != weights.sha256:
@@ -78,7 +80,7 @@ def _weights_fetch(args: argparse.Namespace) -> int:
 
 
 def _weights_add(args: argparse.Namespace) -> int:
-    from service.weights_store import FetchError, place_in_repository
+    from service.tools.weights_store import FetchError, place_in_repository
 
     try:
         folder = place_in_repository(
@@ -137,7 +139,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _weights_scan(args: argparse.Namespace) -> int:
-    from service.weights_store import scan
+    from service.tools.weights_store import scan
 
     entries = scan(Path(args.dir))
     if args.weights_command == "list":
@@ -156,7 +158,7 @@ def _weights_scan(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from service.quantize import quantize_model
+    from service.tools.quantize import quantize_model
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level, "text")

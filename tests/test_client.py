@@ -255,7 +255,7 @@ def test_http_errors_without_a_status_body_and_overload_hints() -> None:
 
 def test_the_client_does_not_import_torch() -> None:
     """Clients stay light: neither the client nor the load generator pulls in torch or FastAPI."""
-    code = "import sys, classify_client, service.bench.cli; print(sorted({'torch', 'fastapi'} & set(sys.modules)))"
+    code = "import sys, classify_client, service.tools.bench.cli; print(sorted({'torch', 'fastapi'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
 

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from service.weights_store import place_in_repository
+from service.tools.weights_store import place_in_repository
 from tests.support import REPO, ServerProcess, random_resnet18_weights, skimage_photo, start_server
 
 TOKEN, ADMIN = "classify-token-for-tests", "admin-token-for-tests"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from service.core.weights import OfficialWeights
-from service.weights_store import PARTIAL_SUFFIX, FetchError, fetch, scan
+from service.tools.weights_store import PARTIAL_SUFFIX, FetchError, fetch, scan
 from tests.support import REPO, free_port
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB

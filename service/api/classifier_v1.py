@@ -11,13 +11,9 @@ from classify.v1 import classify_pb2 as pb
 from service.api import convert
 from service.core.control import ControlRef
 from service.core.engine import Classification, ClassifyItem, Engine, EngineRef
-from service.core.errors import INTERNAL_MESSAGE, Internal, InvalidArgument, NotFound, ServiceError
+from service.errors import INTERNAL_MESSAGE, Internal, InvalidArgument, NotFound, ServiceError
 
 logger = logging.getLogger(__name__)
-
-_SERVICE = pb.DESCRIPTOR.services_by_name["ClassifierService"]
-# Model control: these RPCs need an admin token whenever tokens are configured.
-CONTROL_METHODS = (_SERVICE.methods_by_name["LoadModel"], _SERVICE.methods_by_name["UnloadModel"])
 
 # Requests of one stream in flight at once: enough to fill inference batches,
 # small enough that a fast producer meets back-pressure instead of memory growth.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from google.rpc import status_pb2
-
 from classify.v1 import classify_pb2 as pb
+from service.contract.status import error_status
 from service.core.engine import Classification
-from service.core.errors import ServiceError
 from service.core.models import ModelInfo
 from service.core.registry import VersionState, VersionStatus
+from service.errors import ServiceError
 
 _STATES = {
     VersionState.LOADING: pb.ModelVersionStatus.STATE_LOADING,
@@ -28,10 +27,6 @@ def classify_response(result: Classification) -> pb.ClassifyResponse:
         model_version=result.model_version,
     )
 
-
-def error_status(error: ServiceError) -> status_pb2.Status:
-    """A per-item error as google.rpc.Status (canonical code + message)."""
-    return status_pb2.Status(code=int(error.code), message=error.message)
 
 
 def batch_result(outcome: Classification | ServiceError) -> pb.ClassifyBatchResult:

@@ -17,13 +17,13 @@ import numpy as np
 
 from inference import grpc_service_pb2 as pb
 from inference import model_config_pb2 as config_pb
-from service.api.oip_tensors import fp32_raw, join_bytes_elements, split_bytes_elements
+from service.contract.oip_tensors import fp32_raw, join_bytes_elements, split_bytes_elements
 from service.core.control import ControlRef
 from service.core.engine import Engine, EngineRef
-from service.core.errors import InvalidArgument, NotFound, Unavailable
 from service.core.models import ModelInfo
 from service.core.registry import VersionState
 from service.core.statistics import Duration, Statistics
+from service.errors import InvalidArgument, NotFound, Unavailable
 
 INPUT = "IMAGE"
 OUTPUT = "PROBABILITIES"
@@ -31,8 +31,6 @@ CLASSIFICATION = "classification"  # Triton's classification extension: output p
 SERVER_NAME = "classify"
 # "statistics" makes perf_analyzer read ModelStatistics; list only what is implemented.
 _SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-# The repository extension's model control: these need an admin token whenever tokens are configured.
-OIP_CONTROL_METHODS = (_SERVICE.methods_by_name["RepositoryModelLoad"], _SERVICE.methods_by_name["RepositoryModelUnload"])
 EXTENSIONS = ("classification", "binary_tensor_data", "statistics", "model_repository")
 
 

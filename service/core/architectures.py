@@ -12,8 +12,8 @@ from torchvision import models as tv_models
 from torchvision.transforms import InterpolationMode
 
 from service.core import efficientnet_lite0
-from service.core.errors import StartupError
 from service.core.preprocessing import Preprocessing
+from service.errors import StartupError
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.core.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Overloaded, Unavailable
 from service.core.statistics import StageTimes, StatisticsRecorder
+from service.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Overloaded, Unavailable
 from service.metrics import BATCH_SIZE, CANCELLED, INFERENCE_SECONDS, QUEUE_DEPTH
 
 logger = logging.getLogger(__name__)

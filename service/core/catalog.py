@@ -9,8 +9,8 @@ from pathlib import Path
 
 from service.core import efficientnet_lite0
 from service.core.architectures import ARCHITECTURES
-from service.core.errors import StartupError
 from service.core.models import BACKENDS, ModelSpec
+from service.errors import StartupError
 
 logger = logging.getLogger(__name__)
 

@@ -40,10 +40,10 @@ from pathlib import Path
 
 from service.core import repository
 from service.core.engine import Engine
-from service.core.errors import FailedPrecondition, NotFound, ServiceError, StartupError, Unavailable
 from service.core.models import BackendOptions, load_model
 from service.core.registry import ServedVersion, VersionState, VersionStatus, version_key
 from service.core.threads import run_on_exiting_thread
+from service.errors import FailedPrecondition, NotFound, ServiceError, StartupError, Unavailable
 from service.metrics import MODEL_LOAD_SECONDS, MODEL_LOADS
 
 logger = logging.getLogger(__name__)

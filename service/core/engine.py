@@ -16,7 +16,12 @@ from typing import TypeVar
 import numpy as np
 
 from service.core.batching import Batcher, BatchingConfig
-from service.core.errors import (
+from service.core.images import ImageLimits, decode_image
+from service.core.malloc_tuning import return_freed_memory
+from service.core.models import LoadedModel, ModelInfo
+from service.core.registry import ModelRegistry, ServedVersion
+from service.core.statistics import StageTimes, Statistics, StatisticsRecorder
+from service.errors import (
     INTERNAL_MESSAGE,
     DeadlineExceeded,
     Internal,
@@ -26,11 +31,6 @@ from service.core.errors import (
     ServiceError,
     Unavailable,
 )
-from service.core.images import ImageLimits, decode_image
-from service.core.models import LoadedModel, ModelInfo
-from service.core.registry import ModelRegistry, ServedVersion
-from service.core.statistics import StageTimes, Statistics, StatisticsRecorder
-from service.malloc_tuning import return_freed_memory
 from service.metrics import IN_FLIGHT, MODEL_READY, PREPROCESS_SECONDS, SHED
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.core.errors import InvalidArgument, PayloadTooLarge
+from service.errors import InvalidArgument, PayloadTooLarge
 
 # Pillow plugins we accept. Restricting them keeps exotic parsers (EPS runs
 # Ghostscript, for one) away from untrusted bytes.

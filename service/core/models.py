@@ -15,9 +15,9 @@ from torch import nn
 from service.core import onnx_backend
 from service.core.architectures import get_architecture
 from service.core.backends import Backend, TorchBackend, cpu_has_bf16
-from service.core.errors import StartupError
 from service.core.preprocessing import Preprocessing
 from service.core.weights import load_state_dict, verify_weights
+from service.errors import StartupError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.core.errors import StartupError
+from service.errors import StartupError
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from service.core.batching import Batcher
-from service.core.errors import NotFound, Unavailable
 from service.core.models import LoadedModel, ModelInfo
 from service.core.statistics import StatisticsRecorder
+from service.errors import NotFound, Unavailable
 from service.metrics import MODEL_READY, VERSION_REQUESTS, VERSIONS_LOADED
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.core.architectures import ARCHITECTURES
-from service.core.errors import StartupError
 from service.core.models import BACKENDS, ModelSpec
 from service.core.weights import sha256_file
+from service.errors import StartupError
 
 MODEL_FILE = "model.toml"
 REQUIRED_KEYS = ("architecture", "weights", "sha256")

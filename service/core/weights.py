@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from service.core import efficientnet_lite0
-from service.core.errors import StartupError
+from service.errors import StartupError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from service.core.errors import INTERNAL_MESSAGE, ErrorCode, Internal, Overloaded, ServiceError
+from service.errors import INTERNAL_MESSAGE, ErrorCode, Internal, Overloaded, ServiceError
 
 logger = logging.getLogger(__name__)
 

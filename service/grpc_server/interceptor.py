@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from service.auth import AdminVerifier, TokenVerifier
-from service.core.errors import ServiceError
+from service.errors import ServiceError
 from service.grpc_server.errors import GRPC_STATUS, abort, as_service_error
 from service.metrics import REQUEST_SECONDS, REQUESTS
 from service.request_context import REQUEST_ID_HEADER, accept_request_id, request_id

@@ -6,16 +6,22 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
-from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from inference import grpc_service_pb2 as oip_pb
 from inference import grpc_service_pb2_grpc as oip_grpc
-from service.api.classifier_v1 import CONTROL_METHODS, ClassifierServiceApi
-from service.api.inference_v2 import OIP_CONTROL_METHODS, InferenceServiceApi
+from service.api.classifier_v1 import ClassifierServiceApi
+from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.auth import AdminVerifier, TokenVerifier
+from service.contract.services import (
+    CONTROL_METHODS,
+    HEALTH_SERVICE,
+    INFERENCE_SERVICE,
+    OPEN_METHODS,
+    SERVED_SERVICES,
+    method_path,
+    model_health_service,
+)
 from service.grpc_server.interceptor import CallInterceptor
 from service.grpc_server.servicers import (
     ClassifierServiceServicer,
@@ -23,25 +29,6 @@ from service.grpc_server.servicers import (
     TutorialClassifierServicer,
     UnimplementedMethods,
 )
-
-# Service names come from the descriptors, never from string literals.
-INFERENCE_SERVICE = oip_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-CLASSIFIER_SERVICES: tuple[str, ...] = (
-    pb.DESCRIPTOR.services_by_name["ClassifierService"].full_name,
-    tutorial_pb.DESCRIPTOR.services_by_name["Classifier"].full_name,
-    INFERENCE_SERVICE.full_name,
-)
-HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-# Liveness and readiness are open like grpc.health.v1: probes carry no token.
-OPEN_METHODS: tuple[str, ...] = tuple(
-    f"/{INFERENCE_SERVICE.full_name}/{INFERENCE_SERVICE.methods_by_name[name].name}"
-    for name in ("ServerLive", "ServerReady")
-)
-
-
-def model_health_service(name: str) -> str:
-    """The grpc.health.v1 service name that reports one model's readiness."""
-    return f"models/{name}"
 
 
 class GrpcServer:
@@ -58,12 +45,10 @@ class GrpcServer:
         reflection_enabled: bool = True,
         admin: AdminVerifier | None = None,
     ) -> None:
-        admin_methods = [
-            f"/{m.containing_service.full_name}/{m.name}" for m in (*CONTROL_METHODS, *OIP_CONTROL_METHODS)
-        ]
+        admin_methods = [method_path(m) for m in CONTROL_METHODS]
         self.server = grpc.aio.server(
             interceptors=[
-                CallInterceptor(CLASSIFIER_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS, admin, admin_methods)
+                CallInterceptor(SERVED_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS, admin, admin_methods)
             ],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
@@ -79,7 +64,7 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if reflection_enabled:
             reflection.enable_server_reflection(
-                (*CLASSIFIER_SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
+                (*SERVED_SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
             )
 
     def listen(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None) -> int:
@@ -115,5 +100,5 @@ class GrpcServer:
         await self.health.set(model_health_service(name), status)
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        for name in ("", *CLASSIFIER_SERVICES):
+        for name in ("", *SERVED_SERVICES):
             await self.health.set(name, status)

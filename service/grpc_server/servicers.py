@@ -16,7 +16,7 @@ from inference import grpc_service_pb2_grpc as oip_grpc
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
-from service.core.errors import Unimplemented
+from service.errors import Unimplemented
 
 Context: TypeAlias = grpc.aio.ServicerContext
 

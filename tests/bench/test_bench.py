@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from classify_client.client import ClassifyError
-from service.bench.cli import plan
-from service.bench.loadgen import Limits, Sent, closed_loop, require_loopback
-from service.bench.report import render_markdown
-from service.bench.stats import RunResult, percentile, summarize, with_pipeline_ratios
+from service.tools.bench.cli import plan
+from service.tools.bench.loadgen import Limits, Sent, closed_loop, require_loopback
+from service.tools.bench.report import render_markdown
+from service.tools.bench.stats import RunResult, percentile, summarize, with_pipeline_ratios
 from tests.support import REPO, ServerProcess
 
 
@@ -145,9 +145,9 @@ def test_report_is_a_markdown_table_of_every_run() -> None:
 
 def test_reference_runs_in_process(weights: Path) -> None:
     """The model-only and pipeline references load the server's model and classify real photos."""
-    from service.bench import reference
-    from service.bench.images import benchmark_images
     from service.settings import Settings
+    from service.tools.bench import reference
+    from service.tools.bench.images import benchmark_images
 
     settings = Settings(weights=weights, batch_max_size=2, torch_threads=1, decode_workers=1)
     images = tuple(benchmark_images().values())

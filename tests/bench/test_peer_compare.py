@@ -20,10 +20,10 @@ from fastapi import FastAPI, File, Form, UploadFile
 
 from bench import peer_compare
 from bench.peer_compare import PEERS, Peer, Target, median_targets, readme_table, render, round_orders, targets
-from service.bench.cli import parse_peer, plan
-from service.bench.images import benchmark_images
-from service.bench.loadgen import Limits, closed_loop
-from service.bench.modes import Workload, open_mode
+from service.tools.bench.cli import parse_peer, plan
+from service.tools.bench.images import benchmark_images
+from service.tools.bench.loadgen import Limits, closed_loop
+from service.tools.bench.modes import Workload, open_mode
 from tests.support import free_port
 
 

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from service.core.backends import cpu_has_bf16
-from service.core.errors import StartupError
 from service.core.images import ImageLimits, decode_image
 from service.core.models import BackendOptions, ModelSpec, load_model
 from service.core.onnx_backend import EXPORT_REVISION
-from service.quantize import quantize_model
+from service.errors import StartupError
 from service.settings import Settings
+from service.tools.quantize import quantize_model
 from tests.support import random_resnet18_weights, real_photos
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.core.batching import Batcher, BatchingConfig
-from service.core.errors import DeadlineExceeded, Internal, Overloaded
+from service.errors import DeadlineExceeded, Internal, Overloaded
 
 
 class RecordingBackend:

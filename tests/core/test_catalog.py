@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.core.catalog import BUNDLED_MODEL, model_specs
-from service.core.errors import StartupError
+from service.errors import StartupError
 
 
 def test_default_is_resnet18_when_its_weights_are_present(weights: Path) -> None:

@@ -10,7 +10,7 @@ import timm
 import torch
 
 from service.core import efficientnet_lite0 as lite0
-from service.core.errors import StartupError
+from service.errors import StartupError
 
 
 @pytest.fixture(scope="module")

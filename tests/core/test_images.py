@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.core.errors import InvalidArgument, PayloadTooLarge
 from service.core.images import ImageLimits, decode_image
+from service.errors import InvalidArgument, PayloadTooLarge
 from tests.support import skimage_photo
 
 LIMITS = ImageLimits(max_bytes=1 << 24, max_pixels=50_000_000)

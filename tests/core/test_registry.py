@@ -8,9 +8,9 @@ from typing import cast
 import pytest
 
 from service.core.batching import Batcher
-from service.core.errors import NotFound, Unavailable
 from service.core.models import LoadedModel, ModelInfo
 from service.core.registry import ModelRegistry, ServedVersion, VersionState
+from service.errors import NotFound, Unavailable
 
 INFO = ModelInfo("m", "resnet18", "ab" * 32, 224, 224, ("a", "b"), "torch", "cpu", "fp32")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.core.repository import ModelFileError, read_spec, version_folders
-from service.weights_store import FetchError, place_in_repository
+from service.tools.weights_store import FetchError, place_in_repository
 from tests.support import random_resnet18_weights
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.core.errors import StartupError
 from service.core.models import ModelSpec, load_model
 from service.core.weights import load_state_dict, verify_weights
+from service.errors import StartupError
 from tests.support import random_resnet18_weights
 
 

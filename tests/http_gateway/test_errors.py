@@ -13,7 +13,7 @@ from PIL import Image
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from http_gateway.errors import HTTP_STATUS, OVERLOADED_STATUS
-from service.core.errors import ErrorCode
+from service.errors import ErrorCode
 from service.grpc_server.errors import GRPC_STATUS
 from tests.core.test_images import _png_header_only
 from tests.support import ServerProcess

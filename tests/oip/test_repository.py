@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.weights_store import place_in_repository
+from service.tools.weights_store import place_in_repository
 from tests.oip.conftest import run_driver
 from tests.support import ServerProcess, random_resnet18_weights, start_server
 

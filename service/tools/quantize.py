@@ -12,10 +12,10 @@ import numpy as np
 from service.core import onnx_backend
 from service.core.architectures import get_architecture
 from service.core.catalog import model_specs
-from service.core.errors import InvalidArgument, StartupError
 from service.core.images import ImageLimits, decode_image
 from service.core.models import BackendOptions, graph_cache_dir, load_network
 from service.core.preprocessing import Preprocessing
+from service.errors import InvalidArgument, StartupError
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)

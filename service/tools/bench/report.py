@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.bench.stats import RunResult
+from service.tools.bench.stats import RunResult
 
 logger = logging.getLogger(__name__)
 

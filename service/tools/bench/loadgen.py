@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from service.bench.stats import RunResult, summarize
+from service.tools.bench.stats import RunResult, summarize
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from classify_client.client import NO_RETRY, AsyncClient, ClassifyError
-from service.bench.images import SIZE, benchmark_images
-from service.bench.loadgen import Limits, closed_loop, require_loopback
-from service.bench.modes import MODES, PEER_MODES, Workload, open_mode
-from service.bench.report import table_row, write_outputs
-from service.bench.stats import RunResult, with_pipeline_ratios
 from service.settings import Settings, settings_from_args
+from service.tools.bench.images import SIZE, benchmark_images
+from service.tools.bench.loadgen import Limits, closed_loop, require_loopback
+from service.tools.bench.modes import MODES, PEER_MODES, Workload, open_mode
+from service.tools.bench.report import table_row, write_outputs
+from service.tools.bench.stats import RunResult, with_pipeline_ratios
 
 if TYPE_CHECKING:
     from service.core.engine import Engine
@@ -200,7 +200,7 @@ async def _references(
     work: Workload, concurrencies: Sequence[int], args: argparse.Namespace, settings: Settings,
     served_model: dict[str, Any], meta: dict[str, Any],
 ) -> list[RunResult]:
-    from service.bench import reference  # torch: only when asked for
+    from service.tools.bench import reference  # torch: only when asked for
 
     # Loading sets this process up as the server's (torch threads, malloc thresholds).
     # The model-only runs go before the engine exists: its inference thread holds an

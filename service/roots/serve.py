@@ -1,32 +1,31 @@
-"""Composition root: builds the core once and hands it to both transports."""
+"""The `classify serve` composition root: builds the core once and hands it to both transports."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from typing import Any
 
 import grpc
-import torch
 
 from http_gateway.app import create_app
-from http_gateway.backends import GrpcUpstreamBackend, InProcessBackend
 from http_gateway.server import HttpServer, TlsFiles
 from service.api.classifier_v1 import ClassifierServiceApi
+from service.api.dispatch import InProcessBackend
 from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
-from service.auth import AdminVerifier, TokenVerifier, load_tokens
+from service.contract.services import SERVED_SERVICES
 from service.core.batching import BatchingConfig
 from service.core.catalog import model_specs
 from service.core.control import ControlMode, ControlRef, ModelControl
 from service.core.engine import Engine, EngineRef
-from service.core.errors import StartupError
 from service.core.images import ImageLimits
+from service.core.malloc_tuning import keep_freed_memory_in_the_heap
 from service.core.models import BackendOptions, LoadedModel, load_model
 from service.core.threads import run_on_exiting_thread
-from service.grpc_server.server import CLASSIFIER_SERVICES, GrpcServer
-from service.malloc_tuning import keep_freed_memory_in_the_heap
+from service.errors import StartupError
+from service.grpc_server.server import GrpcServer
+from service.roots.common import admin_verifier, stop_event, tls_files, token_verifier
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +35,8 @@ def load_models(settings: Settings) -> list[LoadedModel]:
     """The configured models, verified and loaded on their backends (blocking)."""
     # One explicit thread budget: inference gets torch_threads, decoding its
     # own pool; inter-op parallelism is unused by these networks.
+    import torch
+
     torch.set_num_threads(settings.torch_threads)
     if settings.malloc_tuning:
         keep_freed_memory_in_the_heap()
@@ -91,39 +92,6 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
     return engine, control
 
 
-def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
-
-
-def _verifier(settings: Settings) -> TokenVerifier | None:
-    tokens = load_tokens((t.get_secret_value() for t in settings.auth_tokens), settings.auth_token_file)
-    if not tokens and settings.auth_token_file is None:
-        return None
-    return TokenVerifier(tokens + _admin_tokens(settings))  # an admin token may classify too
-
-
-def _admin_tokens(settings: Settings) -> list[str]:
-    return load_tokens((t.get_secret_value() for t in settings.admin_tokens), settings.admin_token_file)
-
-
-def _admin_verifier(settings: Settings, verifier: TokenVerifier | None) -> AdminVerifier | None:
-    """Model control needs an admin token once any token is configured; with none at all it is open."""
-    admin = _admin_tokens(settings)
-    if verifier is None and not admin and settings.admin_token_file is None:
-        return None
-    return AdminVerifier(TokenVerifier(admin) if admin else None)
-
-
-def _tls(settings: Settings) -> TlsFiles | None:
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    return TlsFiles(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
-
-
 def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
     if tls is None:
         return None
@@ -138,8 +106,8 @@ def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
 async def serve(settings: Settings) -> int:
     """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
     logger.info("starting with settings:\n%s", settings.summary())
-    verifier, tls = _verifier(settings), _tls(settings)
-    admin = _admin_verifier(settings, verifier)
+    verifier, tls = token_verifier(settings), tls_files(settings)
+    admin = admin_verifier(settings, verifier)
     engine_ref, control_ref = EngineRef(), ControlRef()
     classifier, tutorial = ClassifierServiceApi(engine_ref, control_ref), TutorialClassifierApi(engine_ref)
     inference = InferenceServiceApi(engine_ref, control_ref)
@@ -154,7 +122,7 @@ async def serve(settings: Settings) -> int:
     )
     grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
-        InProcessBackend(dict(zip(CLASSIFIER_SERVICES, (classifier, tutorial, inference), strict=True)), engine_ref),
+        InProcessBackend(dict(zip(SERVED_SERVICES, (classifier, tutorial, inference), strict=True)), engine_ref),
         max_request_bytes=settings.max_request_bytes,
         request_timeout_s=settings.request_timeout_s,
         verifier=verifier,
@@ -171,7 +139,7 @@ async def serve(settings: Settings) -> int:
         ", bearer tokens required" if verifier else "",
     )
 
-    stop = _stop_event()
+    stop = stop_event()
     loop = asyncio.get_running_loop()
     # Loaded on a thread that exits: it leaves no OpenMP team behind (service/core/threads.py).
     loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings))
@@ -239,28 +207,3 @@ def _report_model_health(engine: Engine, grpc_server: GrpcServer, loop: asyncio.
     engine.registry.add_listener(on_change)
     for name in engine.registry.names():
         update(name)
-
-
-async def serve_gateway(settings: Settings) -> int:
-    """The HTTP gateway alone, in front of a remote `classify serve` (--grpc-upstream)."""
-    if not settings.grpc_upstream:
-        raise StartupError("classify gateway needs --grpc-upstream HOST:PORT")
-    logger.info("starting gateway with settings:\n%s", settings.summary())
-    backend = GrpcUpstreamBackend(settings.grpc_upstream, settings.max_request_bytes)
-    verifier = _verifier(settings)
-    app = create_app(
-        backend,
-        max_request_bytes=settings.max_request_bytes,
-        request_timeout_s=settings.request_timeout_s,
-        verifier=verifier,
-        docs=settings.docs,
-        admin=_admin_verifier(settings, verifier),
-    )
-    http_server = HttpServer(app, settings.host, settings.http_port, settings.grace_period_s, _tls(settings))
-    http_task = asyncio.create_task(http_server.serve())
-    logger.info("HTTP gateway on %s:%d -> gRPC %s", settings.host, http_server.port, settings.grpc_upstream)
-    await _stop_event().wait()
-    http_server.stop()
-    await http_task
-    await backend.close()
-    return 0

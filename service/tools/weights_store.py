@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from service.core.errors import StartupError
 from service.core.weights import OFFICIAL_WEIGHTS, OfficialWeights, sha256_file, verify_weights
+from service.errors import StartupError
 
 CHUNK = 1 << 16
 PARTIAL_SUFFIX = ".part"

@@ -2,7 +2,7 @@
 
 "model only" times ``backend.predict_proba`` on preprocessed batches (at batch
 1 and at the server's batch size), on models loaded with the same specs and
-backend options as ``service.app.build_engine`` uses (keep :func:`load_models`
+backend options as ``service.roots.serve.build_engine`` uses (keep :func:`load_models`
 in step with it); "pipeline" drives the engine that ``build_engine`` itself
 returns (decode, preprocess, dynamic batching, inference, top-K) with the same
 closed loop as the remote runs. Imports torch: only loaded when references are asked for.
@@ -18,27 +18,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.bench.loadgen import Limits, Sent, closed_loop
-from service.bench.stats import RunResult, summarize
 from service.core.engine import Engine
 from service.core.images import ImageLimits, decode_image
 from service.core.models import LoadedModel
 from service.core.threads import call_on_exiting_thread
 from service.settings import Settings
+from service.tools.bench.loadgen import Limits, Sent, closed_loop
+from service.tools.bench.stats import RunResult, summarize
 
 TARGET = "in-process"
 
 
 def load_models(settings: Settings) -> list[LoadedModel]:
     """The served models, loaded exactly as the server loads them (same specs, backend and threads)."""
-    from service.app import load_models as server_models
+    from service.roots.serve import load_models as server_models
 
     return call_on_exiting_thread(server_models, settings)
 
 
 def build_engine(settings: Settings) -> Engine:
-    """The server's own engine (service.app.build_engine): same models, batching, decoding and tuning, warmed up."""
-    from service.app import build_engine as server_engine
+    """The server's own engine (service.roots.serve.build_engine): same models, batching, decoding and tuning, warmed up."""
+    from service.roots.serve import build_engine as server_engine
 
     engine, _control = call_on_exiting_thread(server_engine, settings)
     return engine

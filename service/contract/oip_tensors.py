@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from service.core.errors import InvalidArgument
+from service.errors import InvalidArgument
 
 _LENGTH = struct.Struct("<I")
 

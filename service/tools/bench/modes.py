@@ -25,7 +25,7 @@ from classify import classify_pb2_grpc as tutorial_pb_grpc
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_client.client import NO_RETRY, AsyncClient, ClassifyError, code_name, error_from_http, json_body
-from service.bench.loadgen import Sent
+from service.tools.bench.loadgen import Sent
 
 GRPC_FRAME = 5  # gRPC's length-prefixed message header: 1 flag byte + 4 length bytes
 REQUEST_TIMEOUT_S = 60.0

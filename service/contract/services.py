@@ -1,0 +1,46 @@
+"""The services this server answers, read from their descriptors, and the calls that need an admin token."""
+
+from __future__ import annotations
+
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from grpc_health.v1 import health_pb2
+
+from classify import classify_pb2 as tutorial_pb
+from classify.v1 import classify_pb2 as pb
+from inference import grpc_service_pb2 as oip_pb
+
+# Service names come from the descriptors, never from string literals.
+CLASSIFIER_SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["ClassifierService"]
+TUTORIAL_SERVICE: ServiceDescriptor = tutorial_pb.DESCRIPTOR.services_by_name["Classifier"]
+INFERENCE_SERVICE: ServiceDescriptor = oip_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+# The APIs of this server, in the order the composition root hands their objects over.
+SERVED_SERVICES: tuple[str, ...] = (
+    CLASSIFIER_SERVICE.full_name,
+    TUTORIAL_SERVICE.full_name,
+    INFERENCE_SERVICE.full_name,
+)
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+def method_path(method: MethodDescriptor) -> str:
+    """The gRPC path of a method: ``/package.Service/Method``."""
+    return f"/{method.containing_service.full_name}/{method.name}"
+
+
+# Liveness and readiness are open like grpc.health.v1: probes carry no token.
+OPEN_METHODS: tuple[str, ...] = tuple(
+    method_path(INFERENCE_SERVICE.methods_by_name[name]) for name in ("ServerLive", "ServerReady")
+)
+# Model control (classify.v1 and the OIP repository extension): an admin token
+# is required whenever tokens are configured.
+CONTROL_METHODS: tuple[MethodDescriptor, ...] = (
+    CLASSIFIER_SERVICE.methods_by_name["LoadModel"],
+    CLASSIFIER_SERVICE.methods_by_name["UnloadModel"],
+    INFERENCE_SERVICE.methods_by_name["RepositoryModelLoad"],
+    INFERENCE_SERVICE.methods_by_name["RepositoryModelUnload"],
+)
+
+
+def model_health_service(name: str) -> str:
+    """The grpc.health.v1 service name that reports one model's readiness."""
+    return f"models/{name}"

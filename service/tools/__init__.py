@@ -1,0 +1,1 @@
+"""Tools beside serving (benchmark, quantization, export, code generation, weights files); nothing that serves imports them."""
