@@ -1,0 +1,1 @@
+"""Tier: e2e tests (see tests/README.md)."""

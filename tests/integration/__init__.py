@@ -1,0 +1,1 @@
+"""Tier: integration tests (see tests/README.md)."""

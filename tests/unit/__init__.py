@@ -1,0 +1,1 @@
+"""Tier: unit tests (see tests/README.md)."""
