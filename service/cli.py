@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from classify_client.cli import add_predict_arguments
 from service.errors import StartupError
 from service.logs import configure_logging
 from service.settings import add_settings_arguments, settings_from_args
@@ -41,8 +40,12 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from service.tools.bench.cli import run  # the load generator and its references load only here
-
+    try:
+        from service.tools.bench.cli import run  # the load generator and its references load only here
+    except ImportError as error:
+        if error.name and error.name.startswith("classify_client"):
+            return _client_missing(args)
+        raise
     return run(args)
 
 
@@ -109,8 +112,22 @@ def _admin_token(args: argparse.Namespace) -> str | None:
     return os.environ.get("CLASSIFY_TOKEN") or None
 
 
+CLIENT_MISSING = (
+    "the Python client is not installed (serving does not need it): "
+    "pip install ./clients/python from the source tree, then run this again"
+)
+
+
+def _client_missing(args: argparse.Namespace) -> int:
+    print(f"classify {args.command}: {CLIENT_MISSING}", file=sys.stderr)
+    return 2
+
+
 def _models(args: argparse.Namespace) -> int:
-    from classify_client.client import ClassifyError, Client
+    try:
+        from classify_client.client import ClassifyError, Client
+    except ImportError:
+        return _client_missing(args)
 
     target = args.http if args.transport == "http" else args.server
     try:
@@ -176,6 +193,25 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from service.tools.export import describe, export
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level, "text")
+    try:
+        result = export(
+            args.model_option, settings,
+            out=Path(args.out) if args.out else None,
+            repository=Path(args.repository) if args.repository else None,
+            name=args.name, version=args.version,
+        )
+    except StartupError as error:
+        print(f"classify export: {error}", file=sys.stderr)
+        return 2
+    print(describe(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_arguments(quantize, only={"weights", "weights_sha256", "labels", "cache_dir", "torch_threads", "log_level"})
     quantize.set_defaults(run=_quantize)
+
+    export = commands.add_parser(
+        "export", help="write a model's ONNX graph and manifest: served by ONNX Runtime without torch"
+    )
+    export.add_argument("model_option", metavar="MODEL", help="resnet18, efficientnet_lite0 or NAME=ARCH:WEIGHTS[:LABELS]")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, metavar="DIR",
+                       help="write DIR/NAME.onnx and DIR/NAME.json (serve with --model DIR/NAME.onnx); "
+                       "default: the graph cache `classify serve` reads (beside the weights, else --cache-dir)")
+    where.add_argument("--repository", default=None, metavar="DIR", help="place it as a new version in this model repository")
+    export.add_argument("--name", default=None, help="model name in the repository (default: the model's)")
+    export.add_argument("--version", type=int, default=None, help="version number (default: one above the highest)")
+    add_settings_arguments(export, only={"weights", "weights_sha256", "labels", "cache_dir", "log_level"})
+    export.set_defaults(run=_export)
 
     weights = commands.add_parser("weights", help="fetch, list and verify weights files")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True)
@@ -243,7 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=_models)
 
     # The client library's own command, so both behave alike (classify-client predict ...).
-    add_predict_arguments(commands.add_parser("predict", help="classify images with a running server"))
+    predict = commands.add_parser("predict", help="classify images with a running server")
+    try:
+        from classify_client.cli import add_predict_arguments
+    except ImportError:
+        predict.add_argument("arguments", nargs=argparse.REMAINDER)
+        predict.set_defaults(run=_client_missing)
+    else:
+        add_predict_arguments(predict)
 
     bench = commands.add_parser("bench", help="measure running servers: img/s, latency, bytes, client CPU")
     bench.add_argument("--grpc", default="127.0.0.1:50051", metavar="HOST:PORT", help="our gRPC address")

@@ -62,6 +62,11 @@ def random_resnet18_weights(directory: Path, seed: int = 0, num_classes: int = 1
     return path
 
 
+def torch_is_loaded(pid: int) -> bool:
+    """Whether process ``pid`` has torch's shared library mapped (importing torch maps it)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -85,6 +85,56 @@ def test_every_module_imports_only_the_layers_below_it() -> None:
     assert not violations, "\n".join(violations)
 
 
+TORCH_FAMILY = ("torch", "torchvision", "timm", "onnx", "onnxscript")
+# The modules of the [torch] extra: only they import torch at module level, and
+# others import them only where a network is built (lazily, inside a function).
+TORCH_MODULES = ("service.core.torch_networks", "service.core.torch_backend", "service.core.onnx_export")
+
+
+def _module_level_imports(path: Path) -> list[tuple[int, str]]:
+    """Imports that run when the module is imported (not inside functions, not under TYPE_CHECKING)."""
+    names: list[tuple[int, str]] = []
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue  # runs when called, not when imported
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                names.extend((node.lineno, alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.append((node.lineno, node.module))
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                visit([n for n in getattr(node, field, []) if isinstance(n, ast.stmt | ast.ExceptHandler)])  # type: ignore[misc]
+
+    visit(ast.parse(path.read_text(), str(path)).body)
+    return names
+
+
+def test_only_the_torch_extras_modules_import_torch_when_imported() -> None:
+    violations = []
+    for path in _source_files():
+        module = _module_name(path)
+        if module in TORCH_MODULES:
+            continue
+        for line, name in _module_level_imports(path):
+            if any(_matches(name, p) for p in (*TORCH_FAMILY, *TORCH_MODULES)):
+                violations.append(f"{path.relative_to(REPO)}:{line}: {module} imports {name} when imported")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_serving_path_imports_no_torch() -> None:
+    """Everything `classify serve` imports before it loads a model, and the model code of exported graphs."""
+    modules = ["service.roots.serve", "service.core.control", "service.core.catalog", "service.core.exported", "service.cli"]
+    result = _probe(
+        f"import importlib, sys\nfor name in {modules!r}: importlib.import_module(name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH_FAMILY!r}))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_only_the_composition_roots_import_the_gateway() -> None:
     importers = {
         _module_name(path)

@@ -174,6 +174,9 @@ class Engine:
         """Run each model given at start-up once at batch size 1 and at the largest batch size (blocking)."""
         for served in self._fixed:
             self._warm_up(served)
+        # Loading leaves the graph's source and the optimizer's copies freed in
+        # the heap (about 120 MiB for ResNet18 on ONNX Runtime): give them back.
+        return_freed_memory()
         self._ready = True
 
     def _warm_up(self, served: ServedVersion) -> None:
@@ -202,6 +205,7 @@ class Engine:
         except BaseException:
             served.batcher.close()
             raise
+        return_freed_memory()  # as in warm_up
         return served
 
     def _served_version(self, model: LoadedModel) -> ServedVersion:

@@ -33,11 +33,6 @@ logger = logging.getLogger(__name__)
 
 def load_models(settings: Settings) -> list[LoadedModel]:
     """The configured models, verified and loaded on their backends (blocking)."""
-    # One explicit thread budget: inference gets torch_threads, decoding its
-    # own pool; inter-op parallelism is unused by these networks.
-    import torch
-
-    torch.set_num_threads(settings.torch_threads)
     if settings.malloc_tuning:
         keep_freed_memory_in_the_heap()
     if settings.model_repository is not None and not settings.model:
@@ -50,6 +45,7 @@ def load_models(settings: Settings) -> list[LoadedModel]:
         # An explicit --weights that is missing is a mistake to report, not to paper over.
         allow_fallback="weights" not in settings.model_fields_set,
         default_backend=settings.backend,
+        cache_dir=settings.cache_dir,
     )
     return [load_model(spec, _backend_options(settings)) for spec in specs]
 
