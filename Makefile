@@ -10,13 +10,14 @@ export PATH := $(BIN):$(PATH)
 
 install: $(STAMP)
 
-# The server depends on the client by path (a regular install); the last step makes
-# it editable, so that changes under clients/python take effect without reinstalling.
+# Everything for development: the Python client (clients/python, editable: the CLI's
+# predict/models commands and the load generator use it), then the server with every
+# extra ([torch] exports and torch backends, [bench] plots) and the dev tools.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps -e ./clients/python
+	$(BIN)/python -m pip install --quiet -e ./clients/python
+	$(BIN)/python -m pip install --quiet -e '.[torch,bench,dev]'
 	touch $(STAMP)
 
 # Fetching is best-effort: offline, `classify serve` falls back to the bundled
