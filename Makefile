@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser oip-tools docker-engine image gen gen-only lint lint-proto audit docker bench
+.PHONY: install serve test browser oip-tools docker-engine image image-torch gen gen-only lint lint-proto audit docker bench
 
 install: $(STAMP)
 
@@ -80,15 +80,22 @@ audit: install
 bench: install
 	$(BIN)/python bench/run.py --name $(or $(NAME),local)
 
-# The container image (Dockerfile), tagged with pyproject's version; BAKE_RESNET18=1 bakes the
-# ResNet18 weights into a -resnet18 tag. deploy/image/build.sh chooses the base image (pulled,
-# else built from Debian packages) and the torch source (PyTorch's CPU index, else the host's
-# pip index) and passes the host's pip configuration and CA as build secrets. Its settings:
-# BASE_IMAGE, TORCH_INDEX_URL, PIP_CONF, PIP_CA, RESNET18_URL, RESNET18_SHA256, DOCKER.
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE   ?= classify-service:$(VERSION)$(if $(filter 1,$(BAKE_RESNET18)),-resnet18)
+# The container images (Dockerfile, docs/image.md), tagged with pyproject's version. `make image`:
+# the slim image (target runtime: no torch; a builder stage exports the graphs it serves);
+# `make image-torch`: the image with torch (-torch: torch backends, cuda-fp16, .pth weights
+# exported at start). BAKE_RESNET18=1 adds ResNet18 (-resnet18). deploy/image/build.sh chooses the
+# base image (pulled, else built from Debian packages) and the torch source, and passes the
+# host's pip configuration and CA as build secrets. Its settings: BASE_IMAGE, TORCH_INDEX_URL,
+# PIP_CONF, PIP_CA, RESNET18_URL, RESNET18_SHA256, DOCKER.
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+RESNET18_SUFFIX = $(if $(filter 1,$(BAKE_RESNET18)),-resnet18)
+IMAGE       ?= classify-service:$(VERSION)$(RESNET18_SUFFIX)
+TORCH_IMAGE ?= classify-service:$(VERSION)-torch$(RESNET18_SUFFIX)
 image:
-	IMAGE='$(IMAGE)' BAKE_RESNET18='$(BAKE_RESNET18)' deploy/image/build.sh
+	IMAGE='$(IMAGE)' TARGET=runtime BAKE_RESNET18='$(BAKE_RESNET18)' deploy/image/build.sh
+
+image-torch:
+	IMAGE='$(TORCH_IMAGE)' TARGET=torch BAKE_RESNET18='$(BAKE_RESNET18)' deploy/image/build.sh
 
 # Debian's Docker engine and debootstrap (for the local base image), when missing; needs root.
 docker-engine:
@@ -98,4 +105,5 @@ docker-engine:
 # What to run with the image (deploy/kubernetes and deploy/kserve run the same tag).
 docker:
 	@echo "make image                  # or: DOCKER_BUILDKIT=1 docker build -t $(IMAGE) ."
+	@echo "make image-torch            # or: DOCKER_BUILDKIT=1 docker build --target torch -t $(TORCH_IMAGE) ."
 	@echo "docker run --read-only --tmpfs /tmp -p 50051:50051 -p 8000:8000 $(IMAGE)"

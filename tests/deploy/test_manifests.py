@@ -126,10 +126,46 @@ def instructions() -> list[dockerfile.Command]:
     return list(dockerfile.parse_file(str(REPO / "Dockerfile")))
 
 
+def stages() -> dict[str, list[dockerfile.Command]]:
+    """Each stage's instructions (its FROM first), by name, in the file's order."""
+    found: dict[str, list[dockerfile.Command]] = {}
+    for command in instructions():
+        if command.cmd == "FROM":
+            assert len(command.value) == 3 and command.value[1].upper() == "AS", f"unnamed stage: {command.original}"
+            current = found.setdefault(command.value[2], [])
+        if found:
+            current.append(command)
+    return found
+
+
 def final_stage() -> list[dockerfile.Command]:
-    parsed = instructions()
-    last_from = max(i for i, command in enumerate(parsed) if command.cmd == "FROM")
-    return parsed[last_from:]
+    """The stage a plain `docker build` (and `make image`) builds: the last one."""
+    return list(stages().values())[-1]
+
+
+def test_the_default_target_is_the_runtime_stage_without_torch() -> None:
+    """The last stage (what `docker build` builds) starts from the base, not the torch builder, and
+    installs only pyproject's base dependencies and the wheel; the graphs come from the export stage."""
+    named = stages()
+    assert list(named)[-1] == "runtime"
+    runtime = named["runtime"]
+    assert runtime[0].value[0] == "base"
+    runs = " ".join(c.value[0] for c in runtime if c.cmd == "RUN")
+    assert "torch" not in runs.lower() and "optional-dependencies" not in runs, runs
+    assert "['project']['dependencies']" in runs
+    copies = [(c.flags, c.value) for c in runtime if c.cmd == "COPY" and any(f.startswith("--from") for f in c.flags)]
+    assert copies == [(("--from=export",), ("/graphs", "/app/graphs"))]
+    assert named["export"][0].value[0] == "builder" and named["torch"][0].value[0] == "builder"
+
+
+def test_the_torch_target_runs_like_the_runtime() -> None:
+    """`--target torch` has the same user, ports, health check and entry point as the default image."""
+    def serving(stage: list[dockerfile.Command]) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+        return [(c.cmd, c.flags, c.value) for c in stage if c.cmd in ("USER", "EXPOSE", "HEALTHCHECK", "ENTRYPOINT")]
+
+    named = stages()
+    assert serving(named["torch"]) == serving(named["runtime"])
+    assert len(serving(named["runtime"])) == 4
 
 
 def test_dockerfile_runs_as_the_numeric_non_root_user_the_deployment_names() -> None:
@@ -161,8 +197,8 @@ def test_dockerfile_healthcheck_asks_grpc_health(server: ServerProcess) -> None:
 
 
 def test_dockerfile_installs_pyproject_torch_pins_from_the_cpu_index_by_default() -> None:
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = [d for d in dependencies if re.match(r"torch(vision)?==", d)]
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["torch"]
+    pins = [d for d in extra if re.match(r"torch(vision)?==", d)]
     assert len(pins) == 2
     index_args = [c.value[0] for c in instructions() if c.cmd == "ARG" and c.value[0].startswith("TORCH_INDEX_URL=")]
     assert index_args == ["TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu"], "torch's default source is the CPU index"

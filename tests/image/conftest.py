@@ -1,4 +1,4 @@
-"""The image under test: a Docker daemon, `make image`, and the figures the tests measure."""
+"""The images under test: a Docker daemon, `make image` (slim), `make image-torch`, and the figures measured."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.image.containers import BUILD_TIMEOUT_S, image_name, make_image, remove_test_containers
+from tests.image.containers import (
+    BUILD_TIMEOUT_S,
+    image_name,
+    make_image,
+    remove_test_containers,
+    torch_image_name,
+    torch_source,
+)
 from tests.image.dockerd import docker_daemon
 from tests.image.figures import ARTIFACTS, FIGURES, record
 from tests.support import REPO
@@ -36,8 +43,26 @@ def docker() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def image(docker: str) -> str:
-    """The image `make image` builds (its layer cache reused from earlier runs)."""
-    seconds = make_image(ARTIFACTS / "image-build.log", timeout=BUILD_TIMEOUT_S)
-    record("make image", f"{seconds:.0f} s this run (layer cache as the machine had it); "
-           f"log in {(ARTIFACTS / 'image-build.log').relative_to(REPO)}")
+    """The slim image `make image` builds (its layer cache reused from earlier runs)."""
+    log = ARTIFACTS / "image-build.log"
+    seconds = make_image(log, timeout=BUILD_TIMEOUT_S)
+    record("make image", f"{seconds:.0f} s this run (layer cache as the machine had it; builder's torch from "
+           f"{torch_source(log)}); log in {log.relative_to(REPO)}")
     return image_name()
+
+
+@pytest.fixture(scope="session")
+def torch_image(docker: str, image: str) -> str:
+    """The torch target, built by `make image-torch` on the slim image's builder stage.
+
+    The builder's torch source is the one `make image` used (where PyTorch's CPU index answers,
+    the CPU build; `make image-torch` alone would take PyPI's CUDA build): one torch install per
+    run, shared by both images. Which torch build it is changes nothing these tests check.
+    """
+    log = ARTIFACTS / "image-build-torch.log"
+    tag = torch_image_name()
+    seconds = make_image(log, f"TORCH_IMAGE={tag}", f"TORCH_INDEX_URL={torch_source(ARTIFACTS / 'image-build.log')}",
+                         target="image-torch", timeout=BUILD_TIMEOUT_S)
+    record("make image-torch", f"{seconds:.0f} s (after the slim image, whose builder stage it reuses); "
+           f"log in {log.relative_to(REPO)}")
+    return tag

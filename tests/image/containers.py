@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import tomllib
@@ -15,7 +16,8 @@ import yaml
 from tests.support import REPO
 
 DEPLOYMENT = REPO / "deploy" / "kubernetes" / "deployment.yaml"
-# A cold build here downloads PyPI's CUDA torch (about 3.5 GB) and installs it; CI allows 90 min.
+# A cold build downloads torch for the builder stage (PyPI's CUDA build where PyTorch's CPU index is
+# unreachable: about 3.5 GB) and installs it; CI allows 90 min.
 BUILD_TIMEOUT_S = 60 * 60
 LABEL = "classify-image-test"  # every container the tests start carries it: cleanup finds strays
 
@@ -29,6 +31,18 @@ def image_name() -> str:
     return f"classify-service:{project_version()}"
 
 
+def torch_image_name() -> str:
+    """The tag `make image-torch` builds."""
+    return f"classify-service:{project_version()}-torch"
+
+
+def torch_source(build_log: Path) -> str:
+    """The index deploy/image/build.sh took torch from, as its log says."""
+    found = re.search(r"^make image: building .*, torch from ([^\s,]+)", build_log.read_text(), re.MULTILINE)
+    assert found, f"no torch source in {build_log}"
+    return found.group(1)
+
+
 def deployment_container() -> dict[str, Any]:
     deployment = yaml.safe_load(DEPLOYMENT.read_text())
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -39,7 +53,7 @@ def deployment_pod_spec() -> dict[str, Any]:
     return dict(yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"])
 
 
-def _mebibytes(quantity: str) -> int:
+def mebibytes(quantity: str) -> int:
     units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
     for suffix, factor in units.items():
         if quantity.endswith(suffix):
@@ -59,7 +73,7 @@ def deployment_run_args() -> list[str]:
     pod = deployment_pod_spec()
     security = container["securityContext"]
     limits = container["resources"]["limits"]
-    args = ["--cpus", str(limits["cpu"]), "--memory", f"{_mebibytes(limits['memory'])}m"]
+    args = ["--cpus", str(limits["cpu"]), "--memory", f"{mebibytes(limits['memory'])}m"]
     if security.get("readOnlyRootFilesystem"):
         args.append("--read-only")
     if security.get("allowPrivilegeEscalation") is False:
@@ -69,7 +83,7 @@ def deployment_run_args() -> list[str]:
     empty_dirs = {v["name"]: v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v}
     for mount in container["volumeMounts"]:
         size = empty_dirs[mount["name"]].get("sizeLimit")
-        args += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777" + (f",size={_mebibytes(size)}m" if size else "")]
+        args += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777" + (f",size={mebibytes(size)}m" if size else "")]
     for variable in container["env"]:
         if "value" in variable:
             value = variable["value"]
@@ -146,12 +160,12 @@ def remove_test_containers(docker: str) -> None:
         subprocess.run([docker, "rm", "--force", "--volumes", *ids], capture_output=True, timeout=120)
 
 
-def make_image(log_path: Path, *make_args: str, timeout: float) -> float:
+def make_image(log_path: Path, *make_args: str, target: str = "image", timeout: float) -> float:
     """Run `make image ARGS` (the command users run); its output goes to ``log_path``. Seconds taken."""
     started = time.monotonic()
     with log_path.open("w") as log:
-        result = subprocess.run(["make", "--no-print-directory", "image", *make_args], cwd=REPO,
+        result = subprocess.run(["make", "--no-print-directory", target, *make_args], cwd=REPO,
                                 stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
     if result.returncode != 0:
-        raise AssertionError(f"make image {' '.join(make_args)} failed:\n{log_path.read_text()[-6000:]}")
+        raise AssertionError(f"make {target} {' '.join(make_args)} failed:\n{log_path.read_text()[-6000:]}")
     return time.monotonic() - started
