@@ -230,7 +230,7 @@ def _output_data(output: pb.ModelInferResponse.InferOutputTensor, raw: bytes | N
         elements = split_bytes_elements(raw, count) if raw is not None else list(output.contents.bytes_contents)
         return [e.decode("utf-8", errors="replace") for e in elements]
     if raw is not None:
-        return [float(v) for v in fp32_from_raw(raw)]
+        return list(fp32_from_raw(raw))
     return list(output.contents.fp32_contents)
 
 

@@ -27,7 +27,8 @@ GENERATED = ("classify", "inference", "google")
 SERVING_ONLY = ("service.core", "service.api", "service.grpc_server", "service.roots")
 TOOLS = ("service.tools", "service.cli")
 PLUMBING = ("service.auth", "service.metrics", "service.request_context", "service.logs", "service.settings")
-ML = ("torch", "torchvision", "onnxruntime", "PIL")
+# numpy too: the gateway decodes OIP tensors with struct; numpy and OpenBLAS would add ~30 MiB of RSS.
+ML = ("torch", "torchvision", "onnxruntime", "PIL", "numpy")
 
 # Module prefix -> import prefixes its modules must never import (module level or lazily).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
@@ -151,7 +152,7 @@ def _probe(code: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("root", ["service.roots.gateway", "http_gateway.app"])
 def test_the_gateway_loads_no_model_library(root: str) -> None:
-    """`classify gateway` holds no model: no torch, torchvision, ONNX Runtime or Pillow, no core."""
+    """`classify gateway` holds no model: no torch, torchvision, ONNX Runtime, Pillow or numpy, no core."""
     result = _probe(
         f"import sys, {root}\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {ML!r} or m.startswith(('service.core', 'service.api')))\n"
