@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 import tomllib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,72 @@ def make_image(log_path: Path, *make_args: str, target: str = "image", timeout: 
     if result.returncode != 0:
         raise AssertionError(f"make {target} {' '.join(make_args)} failed:\n{log_path.read_text()[-6000:]}")
     return time.monotonic() - started
+
+
+# Run inside the image: what its bytes are (apparent sizes, as layers count them): top-level
+# directories, the venv's distributions (their RECORD files), and which ML libraries import.
+CONTENTS_SCRIPT = r"""
+import importlib.metadata, importlib.util, json, os
+
+def size(top):
+    total = 0
+    for root, dirs, files in os.walk(top):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+dists, seen = {}, set()
+for dist in importlib.metadata.distributions():
+    total = 0
+    for file in dist.files or []:
+        path = os.path.realpath(file.locate())
+        if path not in seen and os.path.isfile(path):
+            seen.add(path)
+            total += os.path.getsize(path)
+    dists[dist.metadata["Name"]] = total
+print(json.dumps({
+    "dirs": {top: size(top) for top in ("/usr", "/opt/venv", "/app", "/var", "/etc")},
+    "dists": dists,
+    "importable": [m for m in ("torch", "torchvision", "timm", "onnx", "pip") if importlib.util.find_spec(m)],
+}))
+"""
+
+
+def compressed_bytes(docker: str, image: str) -> int:
+    """``docker save IMAGE | gzip -6`` byte count: about what a registry stores and a node pulls."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    total = 0
+    with subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE) as save:
+        assert save.stdout is not None
+        for chunk in iter(lambda: save.stdout.read(1 << 20), b""):  # type: ignore[union-attr]
+            total += len(compressor.compress(chunk))
+    assert save.returncode == 0
+    return total + len(compressor.flush())
+
+
+def image_contents(docker: str, image: str) -> dict[str, Any]:
+    """What the image's bytes are: sizes of top-level directories and of the venv's distributions."""
+    probe = subprocess.run([docker, "run", "--rm", "--network", "none", "--label", LABEL, "--entrypoint", "python",
+                            image, "-c", CONTENTS_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    return dict(json.loads(probe.stdout))
+
+
+def describe_contents(contents: dict[str, Any], shown: int = 8) -> str:
+    """One line: the directories and the largest distributions, in MB."""
+    megabytes = sorted(((name, size / 1e6) for name, size in contents["dists"].items()), key=lambda item: -item[1])
+    listed = ", ".join(f"{name} {mb:.0f}" for name, mb in megabytes[:shown])
+    rest = sum(mb for _, mb in megabytes[shown:])
+    dirs = {name: size / 1e6 for name, size in contents["dirs"].items()}
+    return (f"/usr {dirs['/usr']:.0f} (Debian base, Python 3.11), /opt/venv {dirs['/opt/venv']:.0f} ({listed}; "
+            f"{len(megabytes) - shown} others {rest:.0f}), /app {dirs['/app']:.0f} (exported graphs), "
+            f"/var {dirs['/var']:.0f}, /etc {dirs['/etc']:.0f}")
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """VmRSS and VmHWM (peak) of a process, in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,69 +83,17 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-# Run inside the image: what its bytes are (apparent sizes, as layers count them): top-level
-# directories, the venv's distributions (their RECORD files), and which ML libraries import.
-_CONTENTS = r"""
-import importlib.metadata, importlib.util, json, os
-
-def size(top):
-    total = 0
-    for root, dirs, files in os.walk(top):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-dists, seen = {}, set()
-for dist in importlib.metadata.distributions():
-    total = 0
-    for file in dist.files or []:
-        path = os.path.realpath(file.locate())
-        if path not in seen and os.path.isfile(path):
-            seen.add(path)
-            total += os.path.getsize(path)
-    dists[dist.metadata["Name"]] = total
-print(json.dumps({
-    "dirs": {top: size(top) for top in ("/usr", "/opt/venv", "/app", "/var", "/etc")},
-    "dists": dists,
-    "importable": [m for m in ("torch", "torchvision", "timm", "onnx", "pip") if importlib.util.find_spec(m)],
-}))
-"""
 IMAGE_LIMIT_BYTES = 500_000_000  # issue #19's target for the slim image
-
-
-def _compressed_bytes(docker: str, image: str) -> int:
-    """``docker save IMAGE | gzip -6`` byte count: about what a registry stores and a node pulls."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
-    total = 0
-    with subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE) as save:
-        assert save.stdout is not None
-        for chunk in iter(lambda: save.stdout.read(1 << 20), b""):  # type: ignore[union-attr]
-            total += len(compressor.compress(chunk))
-    assert save.returncode == 0
-    return total + len(compressor.flush())
 
 
 def test_image_size_and_what_it_holds(docker: str, image: str) -> None:
     """Under 500 MB, no torch (nor pip) inside; no build secret, pip configuration or build tree left in it."""
     size = int(_docker(docker, "image", "inspect", "--format", "{{.Size}}", image).stdout)
-    probe = _docker(docker, "run", "--rm", "--network", "none", "--label", containers.LABEL, "--entrypoint", "python",
-                    image, "-c", _CONTENTS)
-    assert probe.returncode == 0, probe.stderr
-    contents = json.loads(probe.stdout)
+    contents = containers.image_contents(docker, image)
     assert contents["importable"] == [], f"the slim image holds {contents['importable']}"
-    megabytes = {name: bytes_ / 1e6 for name, bytes_ in contents["dists"].items()}
-    top = sorted(megabytes.items(), key=lambda item: -item[1])
-    listed = ", ".join(f"{name} {mb:.0f}" for name, mb in top[:8])
-    rest = sum(mb for _, mb in top[8:])
-    dirs = {name: bytes_ / 1e6 for name, bytes_ in contents["dirs"].items()}
     record("image size", f"{image}: {size / 1e6:.0f} MB ({size} bytes; `docker save | gzip`: "
-           f"{_compressed_bytes(docker, image) / 1e6:.0f} MB), no torch")
-    record("image contents (MB)", f"/usr {dirs['/usr']:.0f} (Debian base, Python 3.11), /opt/venv {dirs['/opt/venv']:.0f} "
-           f"({listed}; {len(top) - 8} others {rest:.0f}), /app {dirs['/app']:.0f} (exported graphs), "
-           f"/var {dirs['/var']:.0f}, /etc {dirs['/etc']:.0f}")
+           f"{containers.compressed_bytes(docker, image) / 1e6:.0f} MB), no torch")
+    record("image contents (MB)", containers.describe_contents(contents))
     assert size <= IMAGE_LIMIT_BYTES, f"{image} is {size / 1e6:.0f} MB, over {IMAGE_LIMIT_BYTES / 1e6:.0f} MB"
     leftovers = _docker(docker, "run", "--rm", "--network", "none", "--label", containers.LABEL, "--entrypoint", "sh",
                         image, "-c", "find /run/secrets /src /wheels /root/.cache /tmp -mindepth 1 2>/dev/null; "
@@ -197,12 +144,6 @@ def test_kserve_http_probes_answer(service: Container) -> None:
         assert response.status_code == 200, f"{probe}: {response.status_code} {response.text}"
 
 
-def _rss_mib(pid: int) -> tuple[float, float]:
-    """VmRSS and VmHWM (peak) of a process, in MiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
 def test_memory_under_load(service: Container, photos: dict[str, bytes]) -> None:
     """RSS of `classify serve` (PID 1) idle and while 16 clients send real photos over gRPC.
 
@@ -210,7 +151,7 @@ def test_memory_under_load(service: Container, photos: dict[str, bytes]) -> None
     (2 CPUs). The figure the manifests' memory request must cover.
     """
     pid = service.inspect()["State"]["Pid"]
-    idle, _ = _rss_mib(pid)
+    idle, _ = containers.rss_mib(pid)
     names = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")
     concurrency, per_client = 16, 10
     done = threading.Event()
@@ -218,7 +159,7 @@ def test_memory_under_load(service: Container, photos: dict[str, bytes]) -> None
 
     def sample() -> None:
         while not done.is_set():
-            samples.append(_rss_mib(pid)[0])
+            samples.append(containers.rss_mib(pid)[0])
             time.sleep(0.05)
 
     def client(index: int) -> None:
@@ -238,7 +179,7 @@ def test_memory_under_load(service: Container, photos: dict[str, bytes]) -> None
         done.set()
         sampler.join()
     seconds = time.monotonic() - started
-    after, peak = _rss_mib(pid)
+    after, peak = containers.rss_mib(pid)
     request = deployment_container()["resources"]["requests"]["memory"]
     record("RSS under load", f"`classify serve` (efficientnet_lite0, onnxruntime) idle {idle:.0f} MiB; "
            f"{concurrency * per_client} gRPC Classify calls at concurrency {concurrency} on real photos: "
