@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import REPO
-from bench.slim_targets import MODES, Sampler, Tree, _load, _mb, load, rss_by_component, rss_mib, serving
+from bench.slim_targets import MODES, Sampler, Tree, _load, _mb, cpu_seconds, load, rss_by_component, rss_mib, serving
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)  # onnxruntime.SessionOptions attributes
     entries: dict[str, str] = field(default_factory=dict)  # onnxruntime session config entries
+    ort_format: bool = False  # serve the graph converted to ONNX Runtime's own format (see ort_format_graph)
 
 
 VARIANTS = {v.name: v for v in (
@@ -56,7 +57,28 @@ VARIANTS = {v.name: v for v in (
             env={"MALLOC_ARENA_MAX": "2"}),
     Variant("no-malloc-tuning", "--malloc-tuning false: glibc's default mmap/trim thresholds",
             flags=("--malloc-tuning", "false")),
+    Variant("ort-format", "the graph pre-optimized (level ALL: hardware specific) in ONNX Runtime's format, "
+            "its bytes used in place (session.use_ort_model_bytes_directly, ..._for_initializers)", ort_format=True),
 )}
+
+
+def ort_format_graph(graph: Path, out: Path) -> Path:
+    """``graph`` optimized at ORT_ENABLE_ALL and saved in ONNX Runtime's format (in a separate process).
+
+    Level ALL includes the NCHWc layout for this CPU's vector width: such a file is for the machine
+    that wrote it (ONNX Runtime warns so). At the portable level (EXTENDED) the layout is not
+    applied at load either, and inference was about 1.5x slower here.
+    """
+    code = (
+        "import sys, onnxruntime as ort\n"
+        "o = ort.SessionOptions()\n"
+        "o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
+        "o.optimized_model_filepath = sys.argv[2]\n"
+        "o.add_session_config_entry('session.save_model_format', 'ORT')\n"
+        "ort.InferenceSession(sys.argv[1], o, providers=['CPUExecutionProvider'])\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(graph), str(out)], check=True, capture_output=True)
+    return out
 
 
 def _patch_and_serve(config: dict[str, Any], argv: list[str]) -> int:
@@ -74,6 +96,15 @@ def _patch_and_serve(config: dict[str, Any], argv: list[str]) -> int:
         return options
 
     ort.SessionOptions = session_options  # type: ignore[misc,assignment]
+    if config.get("ort_model"):
+        session = ort.InferenceSession
+
+        def ort_format_session(path: str, options: Any, **kwargs: Any) -> Any:
+            options.add_session_config_entry("session.use_ort_model_bytes_directly", "1")
+            options.add_session_config_entry("session.use_ort_model_bytes_for_initializers", "1")
+            return session(config["ort_model"], options, **kwargs)
+
+        ort.InferenceSession = ort_format_session  # type: ignore[misc,assignment]
     from service.cli import main as classify
 
     classify(argv)  # exits
@@ -83,25 +114,31 @@ def _patch_and_serve(config: dict[str, Any], argv: list[str]) -> int:
 class VariantTree(Tree):
     """This tree, its server started through this module with a variant's settings."""
 
-    def __init__(self, variant: Variant) -> None:
+    def __init__(self, variant: Variant, ort_model: Path | None = None) -> None:
         super().__init__(variant.name, REPO)
-        self.variant = variant
+        self.variant, self.ort_model = variant, ort_model
 
     def env(self) -> dict[str, str]:
         return {**super().env(), **self.variant.env}
 
     def command(self, *args: str) -> list[str]:
-        config = json.dumps({"attributes": self.variant.attributes, "entries": self.variant.entries})
+        config = json.dumps({"attributes": self.variant.attributes, "entries": self.variant.entries,
+                             "ort_model": str(self.ort_model) if self.ort_model else None})
         return [sys.executable, "-m", "bench.memory_variants", "--serve-with", config, "--", *args, *self.variant.flags]
 
 
 def measure(variant: Variant, weights: Path, work: Path, duration: str) -> dict[str, Any]:
-    with serving(VariantTree(variant), weights, work.parent, work.name) as (process, grpc_address, http_url, ready):
+    ort_model = None
+    if variant.ort_format:
+        (graph,) = weights.parent.glob(f"{weights.name.split('-')[0]}-*-fp32-*.onnx")
+        ort_model = ort_format_graph(graph, work / "graph.ort")
+    with serving(VariantTree(variant, ort_model), weights, work.parent, work.name) as (process, grpc_address, http_url, ready):
+        cpu_to_ready = cpu_seconds(process.pid)
         idle = rss_mib(process.pid)[0]
         with Sampler(process.pid) as sampler:
             throughput = load(work, grpc_address=grpc_address, http_url=http_url, modes=MODES, duration=duration)
         after, peak = rss_mib(process.pid)
-        return {"ready_s": ready, "rss_idle_mib": idle, "rss_load_max_mib": max(sampler.samples), "rss_after_mib": after,
+        return {"ready_s": ready, "cpu_to_ready_s": cpu_to_ready, "rss_idle_mib": idle, "rss_load_max_mib": max(sampler.samples), "rss_after_mib": after,
                 "vmhwm_mib": peak, "throughput": throughput, "rss_by_component_mib": rss_by_component(process.pid)}
 
 
@@ -119,7 +156,7 @@ def report(summary: dict[str, Any]) -> str:
         "sample under load, VmHWM (the peak since start, loading included). Throughput: the variant's over the "
         "default's in the same round, median of rounds.", "",
         "| variant | idle | under load | VmHWM | anonymous under load | " + " | ".join(f"{m} / default" for m in MODES)
-        + " | what |", "|---|---:|---:|---:|---:|" + "---:|" * len(MODES) + "---|",
+        + " | ready s | CPU s by ready | what |", "|---|---:|---:|---:|---:|" + "---:|" * len(MODES) + "---:|---:|---|",
     ]
     for name in names:
         ratios = []
@@ -130,7 +167,7 @@ def report(summary: dict[str, Any]) -> str:
                                       for r in rounds)
         lines.append(f"| {name} | {_mb(median(name, 'rss_idle_mib')):.0f} | {_mb(median(name, 'rss_load_max_mib')):.0f} | "
                      f"{_mb(median(name, 'vmhwm_mib')):.0f} | {_mb(anonymous):.0f} | " + " | ".join(ratios)
-                     + f" | {VARIANTS[name].what} |")
+                     + f" | {median(name, 'ready_s'):.2f} | {median(name, 'cpu_to_ready_s'):.2f} | {VARIANTS[name].what} |")
     lines += ["", "Every round (RSS MB idle / under load / VmHWM; img/s " + " / ".join(MODES) + "):", ""]
     for i, r in enumerate(rounds, 1):
         cells = [f"{name} {_mb(r[name]['rss_idle_mib']):.0f} / {_mb(r[name]['rss_load_max_mib']):.0f} / "

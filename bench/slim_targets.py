@@ -117,6 +117,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_PREPROCESSED = re.compile(r'^classify_preprocess_seconds_count\{model="[^"]*"\} ([0-9.e+]+)$', re.MULTILINE)
+
+
+def images_preprocessed(http_url: str) -> float:
+    """Images the server has decoded and preprocessed so far (its /metrics), every model together."""
+    text = httpx.get(f"{http_url}/metrics", timeout=10).text
+    return sum(float(value) for value in _PREPROCESSED.findall(text))
+
+
 def torch_mapped(pid: int) -> bool:
     return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
 
@@ -277,13 +286,16 @@ def serve_round(tree: Tree, weights: Path, work: Path, duration: str, components
     with serving(tree, weights, work.parent, name) as (process, grpc_address, http_url, ready):
         cpu_to_ready = cpu_seconds(process.pid)
         idle = rss_mib(process.pid)[0]
+        cpu_before, images_before = cpu_seconds(process.pid), images_preprocessed(http_url)
         with Sampler(process.pid) as sampler:
             throughput = load(work / "serve", grpc_address=grpc_address, http_url=http_url, modes=MODES, duration=duration)
+        cpu_ms_per_image = 1000 * (cpu_seconds(process.pid) - cpu_before) / (images_preprocessed(http_url) - images_before)
         after, peak = rss_mib(process.pid)
         served: dict[str, Any] = {
             "ready_s": ready, "cpu_to_ready_s": cpu_to_ready, "startup_phases_s": startup_phases(work.parent / f"{name}.log", STARTED_WALL[name]),
             "rss_idle_mib": idle, "rss_load_max_mib": max(sampler.samples),
-            "rss_after_mib": after, "vmhwm_mib": peak, "throughput": throughput, "torch_mapped": torch_mapped(process.pid),
+            "rss_after_mib": after, "vmhwm_mib": peak, "throughput": throughput, "cpu_ms_per_image": cpu_ms_per_image,
+            "torch_mapped": torch_mapped(process.pid),
         }
         if components:
             served["rss_by_component_mib"] = rss_by_component(process.pid)
@@ -411,6 +423,9 @@ def report(summary: dict[str, Any]) -> str:
         ratios = [r[cand]["serve"]["throughput"][mode] / r[base]["serve"]["throughput"][mode] for r in rounds]
         lines.append(f"| serving throughput / today's, {mode}, c{CONCURRENCY} | >= 1.00 | "
                      f"{_median(ratios):.2f} ({fmt(ratios, 2)}) | 1 | {_status(_median(ratios), 1.0, False, digits=2)} |")
+    cpu = [r[cand]["serve"]["cpu_ms_per_image"] / r[base]["serve"]["cpu_ms_per_image"] for r in rounds]
+    lines.append(f"| (how much CPU the server spends an image, this tree / today's; both modes, warm-up included) | - | "
+                 f"{_median(cpu):.2f} ({fmt(cpu, 2)}) | 1 | (no target) |")
     image = summary.get("image")
     if image:
         size_mb = image["size_bytes"] / 1e6
@@ -419,14 +434,15 @@ def report(summary: dict[str, Any]) -> str:
                      f"{torch_mb} | {_status(size_mb, TARGETS['image_mb'])} |")
     lines += ["", "## Every round", "",
               "| round | tree | serve ready s | serve RSS idle / load max / VmHWM, MB | img/s " + " / ".join(MODES)
-              + " | gateway ready s | gateway RSS idle / load max, MB | gateway img/s | torch mapped (serve, gateway) |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+              + " | server CPU ms an image | gateway ready s | gateway RSS idle / load max, MB | gateway img/s "
+              "| torch mapped (serve, gateway) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for i, r in enumerate(rounds, 1):
         for tree in r["order"]:
             s, g = r[tree]["serve"], r[tree]["gateway"]
             lines.append(
                 f"| {i} | {tree} | {s['ready_s']:.2f} | {_mb(s['rss_idle_mib']):.0f} / {_mb(s['rss_load_max_mib']):.0f} / "
-                f"{_mb(s['vmhwm_mib']):.0f} | {_per_mode(s['throughput'])} | "
+                f"{_mb(s['vmhwm_mib']):.0f} | {_per_mode(s['throughput'])} | {s['cpu_ms_per_image']:.0f} | "
                 f"{g['ready_s']:.2f} | {_mb(g['rss_idle_mib']):.0f} / {_mb(g['rss_load_max_mib']):.0f} | "
                 f"{g['throughput']['http-multipart']:.1f} | {s['torch_mapped']}, {g['torch_mapped']} |")
     lines += ["", "## Where the time to ready goes, s (median of rounds; from the server's log timestamps)", "",
