@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from google.protobuf.message import Message
 
 from http_gateway.backends import RpcBackend
+from http_gateway.calls import rpc_extra
 from http_gateway.oip_json import (
     HEADER_LENGTH,
     infer_response_body,
@@ -29,8 +30,6 @@ from inference import grpc_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 TAG = "inference (Open Inference Protocol v2)"
-# The repository extension's model control; the gateway asks these for an admin token.
-CONTROL_PATHS = ("/v2/repository/models/{name}/load", "/v2/repository/models/{name}/unload")
 # The spec's health answer: 200 for true, a 4xx for false (Triton answers 400).
 NOT_READY = 400
 
@@ -93,11 +92,13 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
     async def call(request: Request, rpc: str, message: Message) -> Any:
         return await call_backend(request, backend, SERVICE.methods_by_name[rpc], message, timeout)
 
-    def route(path: str, endpoint: Callable[..., Awaitable[Response]], summary: str, verb: str = "GET", **extra: Any) -> None:
+    def route(
+        path: str, endpoint: Callable[..., Awaitable[Response]], rpc: str, summary: str, verb: str = "GET", **extra: Any
+    ) -> None:
         app.add_api_route(
             path, endpoint, methods=[verb], tags=[TAG], summary=summary, responses=_ERRORS,
             response_model=None, operation_id="oip_" + re.sub(r"\W+", "_", path.strip("/")),
-            **extra,
+            openapi_extra=rpc_extra(SERVICE.methods_by_name[rpc], **extra),
         )
 
     async def server_metadata(request: Request) -> JSONResponse:
@@ -157,19 +158,19 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
         await call(request, "RepositoryModelUnload", pb.RepositoryModelUnloadRequest(model_name=name))
         return JSONResponse({})
 
-    route("/v2", server_metadata, "server metadata: name, version, extensions")
-    route("/v2/health/live", server_live, "liveness (open: no token needed)")
-    route("/v2/health/ready", server_ready, "readiness: every model loaded and warm (open: no token needed)")
-    route("/v2/models/stats", model_statistics, "inference statistics of every model")
+    route("/v2", server_metadata, "ServerMetadata", "server metadata: name, version, extensions")
+    route("/v2/health/live", server_live, "ServerLive", "liveness (open: no token needed)")
+    route("/v2/health/ready", server_ready, "ServerReady", "readiness: every model loaded and warm (open: no token needed)")
+    route("/v2/models/stats", model_statistics, "ModelStatistics", "inference statistics of every model")
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        route(base, model_metadata, "model metadata: versions, inputs, outputs")
-        route(base + "/ready", model_ready, "model readiness")
-        route(base + "/config", model_config, "model configuration (Triton's format)")
-        route(base + "/stats", model_statistics, "inference statistics: counts, queue and compute times")
-        route(base + "/infer", model_infer, "inference: BYTES IMAGE in, FP32 PROBABILITIES or classification out",
-              verb="POST", openapi_extra={"requestBody": _INFER_BODY})
-    route("/v2/repository/index", repository_index, "the models and their state", verb="POST")
-    load_path, unload_path = CONTROL_PATHS
-    route(load_path, model_load, "load or reload a model (admin token when tokens are set)", verb="POST")
-    route(unload_path, model_unload, "unload a model (admin token when tokens are set)", verb="POST")
-
+        route(base, model_metadata, "ModelMetadata", "model metadata: versions, inputs, outputs")
+        route(base + "/ready", model_ready, "ModelReady", "model readiness")
+        route(base + "/config", model_config, "ModelConfig", "model configuration (Triton's format)")
+        route(base + "/stats", model_statistics, "ModelStatistics", "inference statistics: counts, queue and compute times")
+        route(base + "/infer", model_infer, "ModelInfer", "inference: BYTES IMAGE in, FP32 PROBABILITIES or classification out",
+              verb="POST", requestBody=_INFER_BODY)
+    route("/v2/repository/index", repository_index, "RepositoryIndex", "the models and their state", verb="POST")
+    route("/v2/repository/models/{name}/load", model_load, "RepositoryModelLoad",
+          "load or reload a model (admin token when tokens are set)", verb="POST")
+    route("/v2/repository/models/{name}/unload", model_unload, "RepositoryModelUnload",
+          "unload a model (admin token when tokens are set)", verb="POST")

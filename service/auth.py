@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Iterable
 from pathlib import Path
 
+from service.contract.access import Access, access
 from service.errors import PermissionDenied, StartupError, Unauthenticated
 
 _PREFIX = "bearer "
@@ -55,6 +56,37 @@ class AdminVerifier:
             self._admin.check(authorization)
         except Unauthenticated:
             raise PermissionDenied("model control needs an admin token; this token may only classify") from None
+
+
+class Authorizer:
+    """The access table (service/contract/access.py) applied to one call; both transports ask it.
+
+    ``verifier`` None: no tokens configured, every call is open. ``admin`` None:
+    model control is open too (no token of any kind configured).
+    """
+
+    def __init__(self, verifier: TokenVerifier | None, admin: AdminVerifier | None) -> None:
+        self._verifier = verifier
+        self._admin = admin
+
+    @property
+    def tokens_required(self) -> bool:
+        return self._verifier is not None
+
+    def check(self, method: str, authorization: str | None) -> None:
+        """Raise Unauthenticated or PermissionDenied unless ``authorization`` may call ``/package.Service/Method``."""
+        rule = access(method)
+        if rule is Access.OPEN:
+            return
+        if self._verifier is not None:
+            self._verifier.check(authorization)
+        if rule is Access.ADMIN and self._admin is not None:
+            self._admin.check(authorization)
+
+    def check_page(self, authorization: str | None) -> None:
+        """An HTTP route that calls no RPC (/metrics, /docs): a token once tokens are configured."""
+        if self._verifier is not None:
+            self._verifier.check(authorization)
 
 
 def load_tokens(inline: Iterable[str], token_file: Path | None) -> list[str]:

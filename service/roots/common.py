@@ -1,4 +1,4 @@
-"""What both composition roots build the same way: token verifiers, TLS files, the stop signal."""
+"""What both composition roots build the same way: the authorizer, TLS files, the stop signal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import signal
 
 from http_gateway.server import TlsFiles
-from service.auth import AdminVerifier, TokenVerifier, load_tokens
+from service.auth import AdminVerifier, Authorizer, TokenVerifier, load_tokens
 from service.settings import Settings
 
 
@@ -17,6 +17,12 @@ def stop_event() -> asyncio.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+def authorizer(settings: Settings) -> Authorizer:
+    """The access table applied with the configured tokens (none configured: every call is open)."""
+    verifier = token_verifier(settings)
+    return Authorizer(verifier, admin_verifier(settings, verifier))
 
 
 def token_verifier(settings: Settings) -> TokenVerifier | None:
