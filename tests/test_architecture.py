@@ -126,7 +126,7 @@ def test_only_the_torch_extras_modules_import_torch_when_imported() -> None:
 
 def test_the_serving_path_imports_no_torch() -> None:
     """Everything `classify serve` imports before it loads a model, and the model code of exported graphs."""
-    modules = ["service.roots.serve", "service.core.control", "service.core.catalog", "service.core.exported", "service.cli"]
+    modules = ["service.roots.serve", "service.core.control", "service.core.model_options", "service.core.exported", "service.cli"]
     result = _probe(
         f"import importlib, sys\nfor name in {modules!r}: importlib.import_module(name)\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH_FAMILY!r}))\n"

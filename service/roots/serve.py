@@ -16,11 +16,11 @@ from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.contract.services import SERVED_SERVICES
 from service.core.batching import BatchingConfig
-from service.core.catalog import model_specs
 from service.core.control import ControlMode, ControlRef, ModelControl
 from service.core.engine import Engine, EngineRef
 from service.core.images import ImageLimits
 from service.core.malloc_tuning import keep_freed_memory_in_the_heap
+from service.core.model_options import model_specs
 from service.core.models import BackendOptions, LoadedModel, load_model
 from service.core.threads import run_on_exiting_thread
 from service.errors import StartupError
@@ -62,7 +62,6 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
         batching=BatchingConfig(
             max_batch_size=settings.batch_max_size,
             max_delay_s=settings.batch_max_delay_ms / 1000.0,
-            max_queue=settings.queue_size,
         ),
         decode_workers=settings.decode_workers,
         max_batch_images=settings.max_batch_images,
@@ -72,7 +71,7 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
     )
     engine.warm_up()
     control = ModelControl(
-        engine,
+        engine.lifecycle,
         settings.model_repository,
         ControlMode(settings.model_control),
         backend_options=_backend_options(settings),
