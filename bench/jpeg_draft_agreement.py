@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from service.core.catalog import model_specs
 from service.core.images import ImageLimits, decode_image
+from service.core.model_options import model_specs
 from service.core.models import load_model
 from tests.support import real_photos
 
