@@ -12,8 +12,10 @@ from pathlib import Path
 
 from classify_client.cli import add_predict_arguments
 from service.errors import StartupError
-from service.logs import configure_logging
-from service.settings import add_settings_arguments, settings_from_args
+from service.logs import LogFormat, configure_logging
+from service.settings import Settings, SettingsProblem, add_settings_arguments, settings_from_args, unknown_environment
+
+logger = logging.getLogger("classify")
 
 GATEWAY_SETTINGS = {
     "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s",
@@ -21,13 +23,32 @@ GATEWAY_SETTINGS = {
 }
 
 
-def _run_server(args: argparse.Namespace) -> int:
+def _log_format(args: argparse.Namespace) -> LogFormat:
+    """The log format asked for, even when the settings as a whole are refused (so the refusal is in it too)."""
+    for candidate in (getattr(args, "log_format", None), os.environ.get("CLASSIFY_LOG_FORMAT")):
+        if candidate in ("auto", "json", "text"):
+            return candidate  # type: ignore[return-value]
+    return "auto"
+
+
+def load_settings(args: argparse.Namespace) -> Settings | None:
+    """The settings, with logging configured from them; None after logging the one line that says what is wrong."""
     try:
         settings = settings_from_args(args)
-    except ValueError as error:  # pydantic's ValidationError names the bad setting
-        print(f"classify serve: invalid configuration:\n{error}", file=sys.stderr)
-        return 2
+    except SettingsProblem as problem:
+        configure_logging("INFO", _log_format(args))
+        logger.error("cannot start classify %s: %s", args.command, problem)
+        return None
     configure_logging(settings.log_level, settings.log_format)
+    for line in unknown_environment():
+        logger.warning("%s", line)
+    return settings
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    if settings is None:
+        return 2
     # Each root imports only what it runs: the gateway loads no model library.
     if args.command == "serve":
         from service.roots.serve import serve as entry
@@ -36,7 +57,7 @@ def _run_server(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(entry(settings))
     except StartupError as error:
-        logging.getLogger("classify").error("cannot start: %s", error)
+        logger.error("cannot start classify %s: %s", args.command, error)
         return 2
 
 
@@ -160,8 +181,9 @@ def _weights_scan(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from service.tools.quantize import quantize_model
 
-    settings = settings_from_args(args)
-    configure_logging(settings.log_level, "text")
+    settings = load_settings(args)
+    if settings is None:
+        return 2
     try:
         result = quantize_model(
             args.model_option, Path(args.calibration), settings, args.max_images, args.signed_activations
