@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from classify_client.cli import add_predict_arguments
+from classify_client.cli import add_connection_arguments, add_predict_arguments
 from service.errors import StartupError
 from service.logs import LogFormat, configure_logging
 from service.settings import Settings, SettingsProblem, add_settings_arguments, settings_from_args, unknown_environment
@@ -123,23 +123,16 @@ def _weights(args: argparse.Namespace) -> int:
     return _weights_scan(args)
 
 
-def _admin_token(args: argparse.Namespace) -> str | None:
-    """From --token-file, else CLASSIFY_TOKEN (never a flag: `ps` would show it)."""
-    if args.token_file:
-        return Path(args.token_file).read_text(encoding="utf-8").strip()
-    return os.environ.get("CLASSIFY_TOKEN") or None
-
-
 def _models(args: argparse.Namespace) -> int:
-    from classify_client.client import ClassifyError, Client
+    from classify_client.cli import UsageError, client_from_args
+    from classify_client.client import ClassifyError
 
-    target = args.http if args.transport == "http" else args.server
     try:
-        token = _admin_token(args)
-    except OSError as error:
-        print(f"classify models: cannot read the token file: {error.strerror}", file=sys.stderr)
+        client = client_from_args(args)
+    except UsageError as error:
+        print(f"classify models {args.models_command}: {error}", file=sys.stderr)
         return 2
-    with Client(target, transport=args.transport, token=token, timeout=args.timeout) as client:
+    with client:
         try:
             if args.models_command == "load":
                 infos = [client.load_model(args.name, args.version)]
@@ -257,15 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("name", metavar="NAME")
         command.add_argument("--version", default="", help="one version only")
     for command in (models_list, models_load, models_unload):
-        command.add_argument("--server", default="127.0.0.1:50051", help="gRPC address HOST:PORT")
-        command.add_argument("--transport", choices=["grpc", "http"], default="grpc", help="call over gRPC (--server) or HTTP (--http)")
-        command.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="HTTP gateway base URL")
-        command.add_argument("--token-file", default=None, metavar="FILE", help="file holding the admin bearer token (default: env CLASSIFY_TOKEN)")
-        command.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds (loads wait for warm-up)")
+        # The client's connection options (TLS, mTLS, token), declared once in classify_client.cli;
+        # loads wait for the warm-up, hence the longer deadline.
+        add_connection_arguments(command, timeout=120.0)
     models.set_defaults(run=_models)
 
     # The client library's own command, so both behave alike (classify-client predict ...).
-    add_predict_arguments(commands.add_parser("predict", help="classify images with a running server"))
+    predict = commands.add_parser("predict", help="classify images with a running server")
+    add_predict_arguments(predict)
+    predict.set_defaults(prog="classify predict")
 
     bench = commands.add_parser("bench", help="measure running servers: img/s, latency, bytes, client CPU")
     bench.add_argument("--grpc", default="127.0.0.1:50051", metavar="HOST:PORT", help="our gRPC address")

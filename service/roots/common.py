@@ -40,7 +40,7 @@ def admin_verifier(settings: Settings, verifier: TokenVerifier | None) -> AdminV
     admin = admin_tokens(settings)
     if verifier is None and not admin and settings.admin_token_file is None:
         return None
-    return AdminVerifier(TokenVerifier(admin) if admin else None)
+    return AdminVerifier(TokenVerifier(admin) if admin else None, known=verifier)
 
 
 def tls_files(settings: Settings) -> TlsFiles | None:
