@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import REPO
 
+pytestmark = pytest.mark.timeout(600)  # every tool's --help runs in one module fixture
 PYTHONPATH = os.pathsep.join(str(REPO / p) for p in ("", "gen", "clients/python/src"))
 CLASSIFY = [
     [], ["serve"], ["gateway"], ["predict"], ["bench"], ["quantize"], ["weights"], ["weights", "fetch"],

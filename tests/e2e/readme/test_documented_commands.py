@@ -36,6 +36,8 @@ from PIL import Image
 
 from tests.support import REPO, free_port, random_resnet18_weights, real_photos
 
+# The servers start in a module fixture: its setup counts against the first test's timeout.
+pytestmark = pytest.mark.timeout(900)
 # In the order they run: model control last (it unloads models the others use).
 PAGES = ("README.md", "docs/api.md", "docs/oip.md", "docs/security.md", "docs/models.md")
 MARKER = re.compile(r"<!-- tested: (?P<kind>[\w-]+) server=(?P<server>\w+) -->\n```(?P<lang>\w+)\n(?P<body>.*?)\n```", re.S)

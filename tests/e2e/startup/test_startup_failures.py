@@ -24,6 +24,8 @@ import trustme
 
 from tests.support import REPO, free_port
 
+# The cases run in one module fixture: its setup counts against the first test's timeout.
+pytestmark = pytest.mark.timeout(900)
 # The commands as modules of this checkout (the venv's `classify` script may belong to another one).
 MODULES = {"classify": "service.cli", "classify-client": "classify_client.cli"}
 PYTHONPATH = os.pathsep.join(str(REPO / p) for p in ("", "gen", "clients/python/src"))
