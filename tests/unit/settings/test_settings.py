@@ -22,7 +22,7 @@ def _problem(monkeypatch: pytest.MonkeyPatch, env: dict[str, str] | None = None,
 
 @pytest.mark.parametrize(("flags", "fragments"), [
     ({"queue_size": "2"}, ("--queue-size 2", "--batch-max-size 8")),
-    ({"repository_poll_s": "5"}, ("--repository-poll-s 5", "--model-control none")),
+    ({"repository_poll_s": "5"}, ("--repository-poll-s 5", "--model-control is none")),
     ({"model_control": "poll"}, ("--model-control poll", "--model-repository")),
     ({"grpc_port": "9000", "http_port": "9000"}, ("--grpc-port and --http-port are both 9000",)),
     ({"log_level": "verbose"}, ("--log-level verbose", "DEBUG, INFO")),
