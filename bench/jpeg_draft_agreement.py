@@ -67,6 +67,9 @@ def measure(files: list[bytes], draft_factor: int = 2) -> DraftResult:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     for factor in (1, 2):
         r = measure(large_jpeg_variants(), factor)
         print(f"draft >= {factor}x resize size: {r.images} large JPEGs, top-1 agreement {100 * r.agreement:.1f} %, "

@@ -27,9 +27,29 @@ from http_gateway.oip_json import (
 )
 from http_gateway.rpc_routes import call_backend
 from inference import grpc_service_pb2 as pb
+from service.errors import Unimplemented
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 TAG = "inference (Open Inference Protocol v2)"
+# Triton's REST routes for the calls this server leaves out (its http_server.cc), each with the
+# gRPC method it stands for: they answer 501 naming that call, as gRPC answers UNIMPLEMENTED,
+# rather than a bare 404 that reads like a wrong URL.
+UNIMPLEMENTED_ROUTES: tuple[tuple[str, str, str], ...] = tuple(
+    (verb, f"/v2/{kind}sharedmemory{region}/{action}", f"{prefix}SharedMemory{action.capitalize()}")
+    for kind, prefix in (("system", "System"), ("cuda", "Cuda"))
+    for region in ("", "/region/{region}")
+    for action, verb in (("status", "GET"), ("register", "POST"), ("unregister", "POST"))
+    if not (action == "register" and region == "")
+) + tuple(
+    (verb, path, method)
+    for path, method in (
+        ("/v2/trace/setting", "TraceSetting"),
+        ("/v2/models/{name}/trace/setting", "TraceSetting"),
+        ("/v2/models/{name}/versions/{version}/trace/setting", "TraceSetting"),
+        ("/v2/logging", "LogSettings"),
+    )
+    for verb in ("GET", "POST")
+)
 # The spec's health answer: 200 for true, a 4xx for false (Triton answers 400).
 NOT_READY = 400
 
@@ -174,3 +194,18 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
           "load or reload a model (admin token when tokens are set)", verb="POST")
     route("/v2/repository/models/{name}/unload", model_unload, "RepositoryModelUnload",
           "unload a model (admin token when tokens are set)", verb="POST")
+    for verb, path, method in UNIMPLEMENTED_ROUTES:
+        app.add_api_route(
+            path, _unimplemented(f"{SERVICE.full_name}/{method}"), methods=[verb], include_in_schema=False,
+            openapi_extra=rpc_extra(f"/{SERVICE.full_name}/{method}"),  # undeclared calls: the table's default
+        )
+
+
+def _unimplemented(call: str) -> Callable[..., Awaitable[Response]]:
+    """The words gRPC's answer uses (service/grpc_server/servicers.py), as HTTP 501."""
+
+    async def refuse() -> Response:
+        raise Unimplemented(f"{call} is not implemented by this server")
+
+    return refuse
+

@@ -39,23 +39,34 @@ class AdminVerifier:
 
     ``admin`` checks the admin tokens; None means none is configured, so every
     control call is refused (ordinary tokens never grant model control).
+    ``known`` checks every token the server accepts: a token it does not know is
+    UNAUTHENTICATED (401), one it knows that is no admin token PERMISSION_DENIED (403).
     """
 
-    def __init__(self, admin: TokenVerifier | None) -> None:
+    def __init__(self, admin: TokenVerifier | None, known: TokenVerifier | None = None) -> None:
         self._admin = admin
+        self._known = known
 
     def check(self, authorization: str | None) -> None:
-        """Raise Unauthenticated without a token, PermissionDenied unless it is an admin token."""
+        """Raise Unauthenticated without a token or with an unknown one, PermissionDenied unless it is an admin token."""
         if not authorization:
             raise Unauthenticated("model control needs an admin bearer token: send 'authorization: Bearer <token>'")
-        if self._admin is None:
+        if self._admin is not None:
+            try:
+                self._admin.check(authorization)
+                return
+            except Unauthenticated:
+                pass
+        none_configured = self._admin is None
+        if self._known is not None:
+            self._known.check(authorization)  # Unauthenticated for a token nobody configured
+        elif not none_configured:
+            raise Unauthenticated("invalid bearer token")
+        if none_configured:
             raise PermissionDenied(
                 "model control needs an admin token and none is configured (CLASSIFY_ADMIN_TOKENS or --admin-token-file)"
             )
-        try:
-            self._admin.check(authorization)
-        except Unauthenticated:
-            raise PermissionDenied("model control needs an admin token; this token may only classify") from None
+        raise PermissionDenied("model control needs an admin token; this token may only classify")
 
 
 class Authorizer:

@@ -25,7 +25,7 @@ from service.core.models import BackendOptions, LoadedModel, load_model
 from service.core.threads import run_on_exiting_thread
 from service.errors import StartupError
 from service.grpc_server.server import GrpcServer
-from service.roots.common import authorizer, stop_event, tls_files
+from service.roots.common import authorizer, check_listen, stop_event, tls_files
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
 
 async def serve(settings: Settings) -> int:
     """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
+    check_listen(settings.host, settings.grpc_port, "--grpc-port")
+    check_listen(settings.host, settings.http_port, "--http-port")
     logger.info("starting with settings:\n%s", settings.summary())
     access, tls = authorizer(settings), tls_files(settings)
     engine_ref, control_ref = EngineRef(), ControlRef()

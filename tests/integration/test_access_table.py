@@ -36,7 +36,8 @@ from service.core.engine import EngineRef
 from service.grpc_server.server import GrpcServer
 
 CLIENT, ADMIN = "client-token", "admin-token"
-AUTHORIZER = Authorizer(TokenVerifier([CLIENT, ADMIN]), AdminVerifier(TokenVerifier([ADMIN])))
+KNOWN = TokenVerifier([CLIENT, ADMIN])
+AUTHORIZER = Authorizer(KNOWN, AdminVerifier(TokenVerifier([ADMIN]), known=KNOWN))  # as service/roots/common.py builds it
 CLASSIFY = method_path(CLASSIFIER_SERVICE.methods_by_name["Classify"])
 SERVER_METADATA = method_path(INFERENCE_SERVICE.methods_by_name["ServerMetadata"])
 
