@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser oip-tools docker-engine image image-torch gen gen-only lint lint-proto audit docker bench
+.PHONY: install serve test browser oip-tools docker-engine doc-tools image image-torch gen gen-only lint lint-proto audit docker bench
 
 install: $(STAMP)
 
@@ -29,8 +29,14 @@ serve: install
 # The try-it page's end-to-end test drives Debian's Chromium (never a downloaded browser).
 # The image test (tests/image) builds with `make image` and runs it on Debian's docker.io; it
 # starts dockerd when none answers and stops the daemon it started.
-test: install browser oip-tools docker-engine
+test: install browser oip-tools docker-engine doc-tools
 	$(BIN)/python -m pytest
+
+# The documentation's commands run in tests/e2e/readme: curl from Debian when missing (buf and
+# grpcurl come with .venv's dev extra, tritonclient with oip-tools).
+doc-tools:
+	command -v curl >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl)
 
 browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

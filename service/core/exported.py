@@ -5,7 +5,7 @@
                       "architecture": "resnet18", "precision": "fp32",
                       "source_weights_sha256": "<64 hex>", "graph_sha256": "<64 hex>",
                       "preprocessing": {"resize_size": 256, "crop_size": 224, ...},
-                      "labels": ["tench", ...], "export_revision": 2, "opset": 17, ...}
+                      "labels": ["tench", ...], "export_revision": 3, "opset": 17, ...}
 
 The manifest holds everything serving needs besides the graph, so a process
 with ONNX Runtime, NumPy and Pillow serves it: no torch, no weights file.

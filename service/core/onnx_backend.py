@@ -20,8 +20,9 @@ logger = logging.getLogger(__name__)
 INPUT, OUTPUT = "input", "logits"
 OPSET = 17
 # Bumped whenever the exported graph changes for the same weights (2: static
-# "SAME" padding in EfficientNet-Lite0), so caches of older releases are not served.
-EXPORT_REVISION = 2
+# "SAME" padding in EfficientNet-Lite0; 3: a manifest beside every graph), so
+# caches of older releases are not served: they are exported again.
+EXPORT_REVISION = 3
 
 
 def graph_path(cache_dir: Path, model_name: str, weights_sha256: str, precision: str) -> Path:

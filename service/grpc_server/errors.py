@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 import grpc
+from grpc_status import rpc_status
 
-from service.errors import INTERNAL_MESSAGE, ErrorCode, Internal, Overloaded, ServiceError
+from service.contract.status import error_status
+from service.errors import INTERNAL_MESSAGE, ErrorCode, Internal, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,5 @@ def as_service_error(error: Exception) -> ServiceError:
 
 
 async def abort(context: grpc.aio.ServicerContext, error: ServiceError) -> None:
-    """End the call with the error's status (and a retry-after trailer when shedding load)."""
-    if isinstance(error, Overloaded):
-        context.set_trailing_metadata((("retry-after", f"{error.retry_after:g}"),))
-    await context.abort(GRPC_STATUS[error.code], error.message)
+    """End the call with the error's status; the rich status (google.rpc.Status) carries its RetryInfo, if any."""
+    await context.abort_with_status(rpc_status.to_status(error_status(error)))

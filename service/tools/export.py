@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.core import onnx_backend
-from service.core.catalog import model_specs
 from service.core.exported import Manifest, manifest_path, read_exported
+from service.core.model_options import model_specs
 from service.core.models import BackendOptions, ModelSpec, export_model, graph_cache_dir, spec_labels
 from service.core.weights import verify_weights
 from service.errors import StartupError

