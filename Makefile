@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser oip-tools docker-engine doc-tools image gen gen-only lint lint-proto audit docker bench
+.PHONY: install serve test test-fast browser oip-tools docker-engine doc-tools image gen gen-only lint lint-proto audit docker bench
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ doc-tools:
 	command -v curl >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl)
 
+# The fast tiers while changing code: unit (no sockets) and integration (one in-process
+# service on port 0). tests/README.md says what each tier may use.
+test-fast: install
+	$(BIN)/python -m pytest tests/unit tests/integration
+
 browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
@@ -60,7 +65,7 @@ $(OIP_STAMP): Makefile
 	touch $@
 
 # gen/ from buf.gen.yaml, then the Python client's copy of classify.v1 (its own
-# template). The drift test (tests/contract/test_buf.py) runs this very target in
+# template). The drift test (tests/e2e/contract/test_buf.py) runs this very target in
 # a clean copy of the tree; gen-only is it without the install step.
 gen: install gen-only
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
     # ONNX Runtime fp32: the fastest exact fp32 path measured end to end, served, over both
     # transports in alternating rounds (bench/results/2cpu-resnet18-onnx-vs-torch/), with its
-    # top-1 and probabilities checked against torch fp32 (tests/core/test_backend_agreement.py).
+    # top-1 and probabilities checked against torch fp32 (tests/e2e/models/test_backend_agreement.py).
     backend: Literal["torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "cuda-fp16"] = Field(
         "onnxruntime",
         description="inference backend of models whose --model option names none (NAME@BACKEND); "

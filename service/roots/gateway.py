@@ -1,7 +1,7 @@
 """The `classify gateway` composition root: the HTTP gateway alone, in front of a remote `classify serve`.
 
 It holds no model: nothing here imports the core, torch, ONNX Runtime or Pillow
-(tests/test_architecture.py checks sys.modules).
+(tests/unit/test_architecture.py checks sys.modules).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -98,8 +99,14 @@ def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-async def serve(settings: Settings) -> int:
-    """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
+async def serve(
+    settings: Settings, *, stop: asyncio.Event | None = None, listening: Callable[[int, int], None] | None = None
+) -> int:
+    """gRPC and HTTP over one core until SIGTERM/SIGINT (or ``stop``), then drain. Returns the exit status.
+
+    ``stop`` replaces the signal handlers (an in-process service, as the integration tests run it);
+    ``listening(grpc_port, http_port)`` is told the bound ports (port 0 picks free ones).
+    """
     check_listen(settings.host, settings.grpc_port, "--grpc-port")
     check_listen(settings.host, settings.http_port, "--http-port")
     logger.info("starting with settings:\n%s", settings.summary())
@@ -133,7 +140,9 @@ async def serve(settings: Settings) -> int:
         ", bearer tokens required" if access.tokens_required else "",
     )
 
-    stop = stop_event()
+    if listening is not None:
+        listening(grpc_port, http_server.port)
+    stop = stop or stop_event()
     loop = asyncio.get_running_loop()
     # Loaded on a thread that exits: it leaves no OpenMP team behind (service/core/threads.py).
     loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings))
