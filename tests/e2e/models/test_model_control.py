@@ -312,7 +312,8 @@ def test_unload_under_load_finishes_in_flight_then_not_found(explicit_server: Se
         first_gone = kinds.index(gone)  # every client saw the unload
         assert set(kinds[:first_gone]) == {"ok"} and set(kinds[first_gone:]) == {gone}, (client, sorted(set(kinds)))
         assert "'drop'" in results[first_gone][1]
-    _wait(lambda: _listing(explicit_server, "drop") == {}, 30, "model drop to be released")
+    # Released, and still listed: the version is in the repository, to be loaded again.
+    _wait(lambda: _listing(explicit_server, "drop") == {"1": "UNLOADED"}, 30, "model drop to be released")
     assert explicit_server.health("models/drop") == health_pb2.HealthCheckResponse.NOT_SERVING
     assert httpx.get(f"{explicit_server.http_url}/readyz", params={"model": "drop"}, timeout=10).status_code == 404
 
@@ -389,6 +390,9 @@ def test_models_command_loads_lists_and_unloads(explicit_server: ServerProcess, 
     assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
     unloaded = _classify("models", "unload", "cli", *common)
     assert unloaded.returncode == 0, unloaded.stderr
+    _wait(lambda: _listing(explicit_server, "cli") == {"1": "UNLOADED"}, 30, "model cli to be released")
+    relisted = _classify("models", "list", *common)
+    assert any(line.split()[:3] == ["cli", "1", "UNLOADED"] for line in relisted.stdout.splitlines()), relisted.stdout
     missing = _classify("models", "load", "nothing-here", *common)
     assert missing.returncode == 1 and "NOT_FOUND: model 'nothing-here' is not in the model repository" in missing.stderr
 

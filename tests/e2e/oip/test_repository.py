@@ -47,7 +47,8 @@ def test_load_pin_and_unload_with_tritonclient(
     def states(rows: list[dict[str, str]]) -> dict[str, str]:
         return {row["version"]: row.get("state", "") for row in rows if row["name"] == MODEL}
 
-    assert states(seen["index_before"]) == {"1": "READY"}
+    # Version 2 is in the repository before it is loaded: listed, as Triton lists it, UNAVAILABLE.
+    assert states(seen["index_before"]) == {"1": "READY", "2": "UNAVAILABLE"}
     denied = "StatusCode.PERMISSION_DENIED" if protocol == "grpc" else "403"
     assert seen["load_without_admin"]["status"] == denied, seen["load_without_admin"]
     assert states(seen["index_loaded"]) == {"1": "READY", "2": "READY"}
@@ -55,6 +56,8 @@ def test_load_pin_and_unload_with_tritonclient(
     assert (seen["answered_unpinned"], seen["answered_pinned_1"]) == ("2", "1")  # highest is current; a pin holds
     missing = "StatusCode.NOT_FOUND" if protocol == "grpc" else "404"
     assert seen["pinned_unknown"]["status"] == missing
-    assert all(state != "READY" for state in states(seen["index_unloaded"]).values())
+    # Unloaded versions stay listed (there is something to load again), none of them READY.
+    assert set(states(seen["index_unloaded"])) == {"1", "2"}
+    assert all(state in ("UNLOADING", "UNAVAILABLE") for state in states(seen["index_unloaded"]).values())
     assert seen["after_unload"]["status"] in {missing, "StatusCode.UNAVAILABLE", "503"}, seen["after_unload"]
     assert seen["ready_after_unload"] is False
