@@ -121,6 +121,7 @@ class Engine:
         # on the event loop only, so no lock is needed.
         self._max_in_flight = max_in_flight
         self._in_flight = 0
+        self._admitted_count = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -301,6 +302,11 @@ class Engine:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def admitted(self) -> int:
+        """Images admitted since start (the drain reports those it took while leaving rotation)."""
+        return self._admitted_count
+
     async def drained(self, timeout: float) -> bool:
         """Wait until no image is in flight; False if ``timeout`` passed first."""
         try:
@@ -312,6 +318,7 @@ class Engine:
 
     def _admit(self, delta: int) -> None:
         self._in_flight += delta
+        self._admitted_count += max(delta, 0)
         IN_FLIGHT.set(self._in_flight)
         if self._in_flight == 0:
             self._idle.set()
@@ -436,7 +443,12 @@ class EngineRef:
         self._engine = engine
 
     def drain(self) -> None:
-        """Refuse new calls (UNAVAILABLE) and report not ready; calls in flight still finish."""
+        """Report not ready from now on (readiness, ``classify_model_ready``); calls are still served.
+
+        A draining replica keeps answering whatever a load balancer still sends it
+        until its health checks have noticed (service/roots/serve.py, the drain order):
+        refusing those calls is what fails them behind a balancer.
+        """
         self._draining = True
         if self._engine is not None:
             for name in self._engine.registry.names():
@@ -450,6 +462,4 @@ class EngineRef:
         engine = self._engine
         if engine is None:
             raise Unavailable("the model is still loading; retry shortly")
-        if self._draining:
-            raise Unavailable("server is shutting down; retry on another replica")
         return engine

@@ -33,8 +33,12 @@ def as_service_error(error: Exception) -> ServiceError:
     return Internal(INTERNAL_MESSAGE)
 
 
-async def abort(context: grpc.aio.ServicerContext, error: ServiceError) -> None:
-    """End the call with the error's status (and a retry-after trailer when shedding load)."""
+async def abort(
+    context: grpc.aio.ServicerContext, error: ServiceError, trailers: tuple[tuple[str, str], ...] = ()
+) -> None:
+    """End the call with the error's status, ``trailers``, and a retry-after trailer when shedding load."""
     if isinstance(error, Overloaded):
-        context.set_trailing_metadata((("retry-after", f"{error.retry_after:g}"),))
+        trailers += (("retry-after", f"{error.retry_after:g}"),)
+    if trailers:
+        context.set_trailing_metadata(trailers)
     await context.abort(GRPC_STATUS[error.code], error.message)
