@@ -313,6 +313,8 @@ def find_envoy(explicit: Path | None) -> Path:
     from service.tools.cluster.envoy_config import REPO
 
     if explicit is not None:
+        if not (explicit.is_file() and os.access(explicit, os.X_OK)):
+            raise ClusterError(f"--envoy {explicit} is not an executable file")
         return explicit
     local = REPO / ".venv-envoy" / "bin" / "envoy"
     if local.exists():
