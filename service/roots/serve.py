@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -174,6 +175,10 @@ async def serve(settings: Settings) -> int:
     await _drain(settings, engine, engine_ref, grpc_server, http_server, http_task)
     if engine is not None:
         await loop.run_in_executor(None, engine.close)
+    # 5. Exit promptly. The interpreter's last garbage collections would walk every object the
+    #    ML libraries created: 2-9 s after this point, 24 s on a busy 2-core machine, all of it
+    #    inside a pod's grace period. Frozen objects are never collected, which no longer matters.
+    gc.freeze()
     logger.info("stopped")
     return status
 

@@ -24,8 +24,15 @@ class Endpoint:
     http: int
 
 
+class TemplateError(Exception):
+    """The Envoy template cannot be read."""
+
+
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    import yaml  # a dev / cluster dependency, never imported by serving
+    try:
+        import yaml  # PyYAML: installed with the dev extra (and by timm); never imported by serving
+    except ImportError:
+        raise TemplateError("reading deploy/envoy/envoy.yaml needs PyYAML: pip install pyyaml") from None
 
     with path.open(encoding="utf-8") as file:
         loaded: dict[str, Any] = yaml.safe_load(file)

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from service.tools.cluster.envoy_config import Endpoint, load_template, render
+from service.tools.cluster.envoy_config import Endpoint, TemplateError, load_template, render
 
 READY_TIMEOUT_S = 180.0
 # A replica that exits within this many seconds of starting waits longer before the next try.
@@ -111,6 +111,10 @@ class Cluster:
 
     def start(self) -> None:
         config = self.config
+        try:
+            template = load_template()  # before any replica starts: a bad template fails at once
+        except TemplateError as error:
+            raise ClusterError(str(error)) from None
         config.run_dir.mkdir(parents=True, exist_ok=True)
         config.cache_dir.mkdir(parents=True, exist_ok=True)
         self.replicas = [
@@ -123,7 +127,7 @@ class Cluster:
         for replica in self.replicas[1:]:
             self._spawn(replica)
         self._wait_ready(self.replicas[1:])
-        self._start_envoy()
+        self._start_envoy(template)
 
     def _serve_argv(self, replica: Replica) -> list[str]:
         config = self.config
@@ -162,10 +166,10 @@ class Cluster:
                                    f"its log: {waiting[0].log_path}")
             time.sleep(0.2)
 
-    def _start_envoy(self) -> None:
+    def _start_envoy(self, template: dict[str, Any]) -> None:
         config = self.config
         rendered = render(
-            load_template(), [r.endpoint for r in self.replicas], listen_host=config.host,
+            template, [r.endpoint for r in self.replicas], listen_host=config.host,
             grpc_port=config.grpc_port, http_port=config.http_port, admin_port=config.admin_port,
             access_log=config.run_dir / "envoy-access.log",
         )
