@@ -238,7 +238,7 @@ def test_pod_drain_fits_the_probes_envoy_and_the_grace_period() -> None:
     """SIGTERM: NOT_SERVING, serving for the shutdown delay, then in-flight calls within the grace period, exit 0."""
     delay, grace = float(_env("CLASSIFY_SHUTDOWN_DELAY_S")), float(_env("CLASSIFY_GRACE_PERIOD_S"))
     pod = the("Deployment")["spec"]["template"]["spec"]
-    # The process's own exit after the drain took 3-8 s on 2 busy CPUs (tests/e2e/scaleout).
+    # 10 s for the process's own exit and the kubelet's margin (the exit itself is about a second).
     assert delay + grace + 10 <= pod["terminationGracePeriodSeconds"]
     readiness, liveness = container()["readinessProbe"], container()["livenessProbe"]
     assert readiness["periodSeconds"] * readiness["failureThreshold"] <= delay, "readiness sees a drain too late"
