@@ -67,7 +67,7 @@ def _supervisor(tmp_path: Path) -> tuple[Cluster, Replica, io.StringIO]:
 
 def test_a_replica_that_keeps_dying_at_start_waits_longer_each_time(tmp_path: Path) -> None:
     cluster, replica, out = _supervisor(tmp_path)
-    waits = []
+    waits: list[float] = []
     for _ in range(7):
         replica.process, replica.started_at, replica.restart_at = _Exited(1), 100.0, None  # type: ignore[assignment]
         cluster._look_after(replica, now=101.0)  # died 1 s after starting
