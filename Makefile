@@ -6,17 +6,18 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser oip-tools envoy cluster docker-engine image gen gen-only lint lint-proto audit docker bench bench-balancer
+.PHONY: install serve test browser oip-tools envoy cluster docker-engine doc-tools image gen gen-only lint lint-proto audit docker bench bench-balancer
 
 install: $(STAMP)
 
-# The server depends on the client by path (a regular install); the last step makes
-# it editable, so that changes under clients/python take effect without reinstalling.
+# Everything for development: the Python client (clients/python, editable: the CLI's
+# predict/models commands and the load generator use it), then the server with every
+# extra ([torch] exports and torch backends, [bench] plots) and the dev tools.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps -e ./clients/python
+	$(BIN)/python -m pip install --quiet -e ./clients/python
+	$(BIN)/python -m pip install --quiet -e '.[torch,bench,dev]'
 	touch $(STAMP)
 
 # Fetching is best-effort: offline, `classify serve` falls back to the bundled
@@ -28,8 +29,14 @@ serve: install
 # The try-it page's end-to-end test drives Debian's Chromium (never a downloaded browser).
 # The image test (tests/image) builds with `make image` and runs it on Debian's docker.io; it
 # starts dockerd when none answers and stops the daemon it started.
-test: install browser oip-tools envoy docker-engine
+test: install browser oip-tools envoy docker-engine doc-tools
 	$(BIN)/python -m pytest
+
+# The documentation's commands run in tests/e2e/readme: curl from Debian when missing (buf and
+# grpcurl come with .venv's dev extra, tritonclient with oip-tools).
+doc-tools:
+	command -v curl >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl)
 
 browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from service.core.catalog import model_specs
+    from service.core.model_options import model_specs
     from service.core.models import BackendOptions, load_model
 
     settings = Settings(model=["efficientnet_lite0"], torch_threads=args.threads)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from service.core.catalog import model_specs
 from service.core.images import ImageLimits, decode_image
+from service.core.model_options import model_specs
 from service.core.models import load_model
 from tests.support import real_photos
 
@@ -67,6 +67,9 @@ def measure(files: list[bytes], draft_factor: int = 2) -> DraftResult:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     for factor in (1, 2):
         r = measure(large_jpeg_variants(), factor)
         print(f"draft >= {factor}x resize size: {r.images} large JPEGs, top-1 agreement {100 * r.agreement:.1f} %, "

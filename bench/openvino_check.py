@@ -58,7 +58,10 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     from service.core.images import ImageLimits, decode_image
     from service.core.models import BackendOptions, ModelSpec, load_model
     from tests.support import random_resnet18_weights, real_photos
@@ -81,4 +84,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     assert VENVS.name == ".venvs"
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

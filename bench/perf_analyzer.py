@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.perf_analyzer --name 2cpu-resnet18-perf-analyzer [--weights W]
         [--concurrency 1,4,16] [--interval-ms 5000] [--rounds 2] [-- SERVE FLAGS...]
+    .venv/bin/python -m bench.perf_analyzer --write-input-data input.json [IMAGE ...]
+        (only writes perf_analyzer's --input-data file: the images given, else the bench's JPEGs)
 
 One `classify serve` (the same weights rule as bench/run.py: --weights, else the
 official file, else random-init ResNet18), the same ~500 px JPEGs as `classify
@@ -45,6 +47,22 @@ COLUMNS = {
 def input_data(images: Sequence[bytes]) -> dict[str, Any]:
     """perf_analyzer's --input-data: one step per image; a BYTES element carries its own 4-byte length."""
     return {"data": [{"IMAGE": {"b64": base64.b64encode(struct.pack("<I", len(i)) + i).decode()}} for i in images]}
+
+
+def write_input_data(out: Path, files: Sequence[Path]) -> int:
+    """Write ``input_data`` of ``files`` (default: the bench's JPEGs) to ``out``; 0, or 2 naming an unreadable file."""
+    try:
+        images = [f.read_bytes() for f in files]
+    except OSError as error:
+        print(f"bench.perf_analyzer: {error.filename}: cannot be read ({error.strerror})", file=sys.stderr)
+        return 2
+    if not images:
+        from service.tools.bench.images import benchmark_images
+
+        images = list(benchmark_images().values())
+    out.write_text(json.dumps(input_data(images)))
+    print(f"{out}: {len(images)} images for perf_analyzer --input-data")
+    return 0
 
 
 def perf_analyzer(
@@ -94,12 +112,19 @@ def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     serve_flags = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--name", help="results go to bench/results/NAME (required unless --write-input-data)")
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--interval-ms", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--write-input-data", type=Path, metavar="FILE",
+                        help="write perf_analyzer's --input-data JSON for IMAGEs (default: the bench's JPEGs) and exit")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="with --write-input-data: the image files")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.write_input_data is not None:
+        return write_input_data(args.write_input_data, [Path(i) for i in args.images])
+    if args.name is None or args.images:
+        parser.error("--name NAME is required (IMAGE arguments go with --write-input-data)")
     if not PERF_ANALYZER.exists():
         raise SystemExit("perf_analyzer is missing: run `make oip-tools`")
     import grpc

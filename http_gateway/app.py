@@ -14,21 +14,20 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import compile_path
 
 from http_gateway.backends import RpcBackend
+from http_gateway.calls import RouteCalls, rpc_extra
 from http_gateway.errors import install_error_handlers
 from http_gateway.json_schema import component_schemas
 from http_gateway.limits import BodyLimitMiddleware
 from http_gateway.middleware import CallMiddleware
-from http_gateway.oip_routes import CONTROL_PATHS as OIP_CONTROL_PATHS
 from http_gateway.oip_routes import add_oip_routes
 from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
 from http_gateway.try_it import add_try_it_page
 from http_gateway.tutorial_routes import add_tutorial_routes
-from service.auth import AdminVerifier, TokenVerifier
-from service.contract.services import CLASSIFIER_SERVICE, CONTROL_METHODS
+from service.auth import Authorizer
+from service.contract.services import CLASSIFIER_SERVICE
 
 SERVICES: tuple[ServiceDescriptor, ...] = (CLASSIFIER_SERVICE,)
 
@@ -38,10 +37,9 @@ def create_app(
     *,
     max_request_bytes: int,
     request_timeout_s: float,
-    verifier: TokenVerifier | None = None,
+    authorizer: Authorizer | None = None,
     docs: bool = True,
     services: Sequence[ServiceDescriptor] = SERVICES,
-    admin: AdminVerifier | None = None,
 ) -> FastAPI:
     """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream)."""
     app = FastAPI(
@@ -60,10 +58,8 @@ def create_app(
     _add_health_routes(app, backend)
     add_try_it_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
-    # Model control routes (derived from the RPCs' annotations) need an admin token.
-    admin_paths = [compile_path(r.path)[0] for r in routes if r.method in CONTROL_METHODS]
-    admin_paths += [compile_path(path)[0] for path in OIP_CONTROL_PATHS]
-    app.add_middleware(CallMiddleware, verifier=verifier, admin=admin, admin_paths=admin_paths)  # added last: runs first
+    # Added last, so it runs first: access is checked before any body is read.
+    app.add_middleware(CallMiddleware, authorizer=authorizer or Authorizer(None, None), calls=RouteCalls(app.router.routes))
     app.add_route("/metrics", _metrics, include_in_schema=False)
 
     requests = [r.method.input_type for r in routes]
@@ -95,7 +91,9 @@ def _health_json(serving: bool) -> dict[str, Any]:
 
 
 def _add_health_routes(app: FastAPI, backend: RpcBackend) -> None:
-    @app.get("/healthz", tags=["health"], summary="liveness: the process answers")
+    check = health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"]
+
+    @app.get("/healthz", tags=["health"], summary="liveness: the process answers", openapi_extra=rpc_extra(check))
     async def healthz() -> JSONResponse:
         return JSONResponse(_health_json(True))
 
@@ -106,7 +104,7 @@ def _add_health_routes(app: FastAPI, backend: RpcBackend) -> None:
 
     @app.get(
         "/readyz", tags=["health"], summary="readiness: the model is loaded and warm (as grpc.health.v1)",
-        responses=not_ready,
+        responses=not_ready, openapi_extra=rpc_extra(check),
     )
     async def readyz(model: str = "") -> JSONResponse:
         """With ``?model=NAME``: whether that model has a ready version (as grpc.health.v1 service models/NAME)."""

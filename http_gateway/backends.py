@@ -12,10 +12,12 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.contract.services import model_health_service
-from service.errors import ErrorCode, NotFound, Overloaded, PayloadTooLarge, ServiceError
+from service.contract.status import DETAILS_TRAILER, retry_after
+from service.errors import ErrorCode, NotFound, RemoteError, ServiceError
 
 
 class RpcBackend(Protocol):
@@ -28,14 +30,6 @@ class RpcBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class RemoteError(ServiceError):
-    """An error status returned by the upstream gRPC server, passed through."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class GrpcUpstreamBackend:
@@ -86,15 +80,12 @@ class GrpcUpstreamBackend:
 
 
 def _service_error(error: grpc.aio.AioRpcError) -> ServiceError:
+    """The upstream's status as the core's vocabulary, its retry advice (google.rpc.RetryInfo) kept as data."""
     message = error.details() or error.code().name
-    code_number = error.code().value[0]
-    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        trailers = dict(error.trailing_metadata() or ())
-        if "retry-after" in trailers:
-            return Overloaded(message, float(trailers["retry-after"]))
-        return PayloadTooLarge(message)
     try:
-        code = ErrorCode(code_number)
+        code = ErrorCode(error.code().value[0])
     except ValueError:  # codes the core never raises (UNKNOWN, ABORTED...)
         code = ErrorCode.INTERNAL
-    return RemoteError(code, message)
+    details = dict(error.trailing_metadata() or ()).get(DETAILS_TRAILER)
+    delay = retry_after(status_pb2.Status.FromString(details)) if isinstance(details, bytes) else None
+    return RemoteError(code, message, delay)

@@ -7,7 +7,6 @@ Bodies are ``google.rpc.Status`` in proto3 JSON (``code``, ``message``,
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,14 +15,13 @@ from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.contract.status import error_status
+from service.contract.status import error_status, retry_after_header
 from service.errors import (
     INTERNAL_MESSAGE,
     ErrorCode,
     Internal,
     InvalidArgument,
     NotFound,
-    Overloaded,
     ServiceError,
 )
 
@@ -35,19 +33,23 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.PERMISSION_DENIED: 403,
-    ErrorCode.RESOURCE_EXHAUSTED: 413,  # input too large; Overloaded is 429 (below)
+    ErrorCode.RESOURCE_EXHAUSTED: 413,  # a limit retrying cannot pass; with retry advice it is 429 (below)
     ErrorCode.FAILED_PRECONDITION: 400,
     ErrorCode.UNIMPLEMENTED: 501,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.UNAUTHENTICATED: 401,
 }
-OVERLOADED_STATUS = 429
+# RESOURCE_EXHAUSTED that a retry may pass (load shedding, with retry advice): Too Many Requests.
+RETRYABLE_EXHAUSTED = 429
 OIP_PREFIX = "/v2"
 
 
 def http_status(error: ServiceError) -> int:
-    return OVERLOADED_STATUS if isinstance(error, Overloaded) else HTTP_STATUS[error.code]
+    """The table's status; RESOURCE_EXHAUSTED with retry advice (shed load) is 429, without it (too large) 413."""
+    if error.code == ErrorCode.RESOURCE_EXHAUSTED and error.retry_after is not None:
+        return RETRYABLE_EXHAUSTED
+    return HTTP_STATUS[error.code]
 
 
 def is_oip_path(path: str) -> bool:
@@ -58,8 +60,8 @@ def is_oip_path(path: str) -> bool:
 def error_response(error: ServiceError, path: str = "") -> JSONResponse:
     """The error as JSON: ``{"error": message}`` under /v2 (the OIP's form), else google.rpc.Status."""
     headers = {}
-    if isinstance(error, Overloaded):
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    if error.retry_after is not None:
+        headers["Retry-After"] = retry_after_header(error.retry_after)
     if error.code == ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
     body: dict[str, Any]

@@ -3,44 +3,34 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Iterable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from http_gateway.calls import RouteCalls
 from http_gateway.errors import error_response
-from service.auth import AdminVerifier, TokenVerifier
+from http_gateway.try_it import PAGES
+from service.auth import Authorizer
 from service.errors import ServiceError
 from service.metrics import REQUEST_SECONDS, REQUESTS
 from service.request_context import REQUEST_ID_HEADER, accept_request_id, request_id
 
 logger = logging.getLogger("classify.access")
 
-# Health, and the try-it page's static files (its API calls carry the token the person types in).
-OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/try-it/try_it.js", "/try-it/try_it.css"}
-)
-
-
 class CallMiddleware:
     """Outermost middleware: every response, errors included, carries the request id.
 
-    Requests whose path matches one of ``admin_paths`` (model control) also need an admin token.
+    Access: a route calling an RPC is checked against the access table for that
+    RPC (``calls``); the try-it page's files are open (its API calls carry the
+    token the person types in); any other route (/metrics, /docs, unknown paths)
+    needs a token once tokens are configured.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        verifier: TokenVerifier | None,
-        admin: AdminVerifier | None = None,
-        admin_paths: Iterable[re.Pattern[str]] = (),
-    ) -> None:
+    def __init__(self, app: ASGIApp, authorizer: Authorizer, calls: RouteCalls) -> None:
         self.app = app
-        self.verifier = verifier
-        self.admin = admin
-        self.admin_paths = tuple(admin_paths)
+        self.authorizer = authorizer
+        self.calls = calls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,10 +51,11 @@ class CallMiddleware:
 
         try:
             try:
-                if self.verifier is not None and scope["path"] not in OPEN_PATHS:
-                    self.verifier.check(headers.get("authorization"))
-                if self.admin is not None and any(p.match(scope["path"]) for p in self.admin_paths):
-                    self.admin.check(headers.get("authorization"))
+                method = self.calls.method(scope)
+                if method is not None:
+                    self.authorizer.check(method, headers.get("authorization"))
+                elif scope["path"] not in PAGES:
+                    self.authorizer.check_page(headers.get("authorization"))
             except ServiceError as error:
                 await error_response(error, scope["path"])(scope, receive, send_with_id)
                 return

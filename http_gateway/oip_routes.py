@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from google.protobuf.message import Message
 
 from http_gateway.backends import RpcBackend
+from http_gateway.calls import rpc_extra
 from http_gateway.oip_json import (
     HEADER_LENGTH,
     infer_response_body,
@@ -26,11 +27,29 @@ from http_gateway.oip_json import (
 )
 from http_gateway.rpc_routes import call_backend
 from inference import grpc_service_pb2 as pb
+from service.errors import Unimplemented
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 TAG = "inference (Open Inference Protocol v2)"
-# The repository extension's model control; the gateway asks these for an admin token.
-CONTROL_PATHS = ("/v2/repository/models/{name}/load", "/v2/repository/models/{name}/unload")
+# Triton's REST routes for the calls this server leaves out (its http_server.cc), each with the
+# gRPC method it stands for: they answer 501 naming that call, as gRPC answers UNIMPLEMENTED,
+# rather than a bare 404 that reads like a wrong URL.
+UNIMPLEMENTED_ROUTES: tuple[tuple[str, str, str], ...] = tuple(
+    (verb, f"/v2/{kind}sharedmemory{region}/{action}", f"{prefix}SharedMemory{action.capitalize()}")
+    for kind, prefix in (("system", "System"), ("cuda", "Cuda"))
+    for region in ("", "/region/{region}")
+    for action, verb in (("status", "GET"), ("register", "POST"), ("unregister", "POST"))
+    if not (action == "register" and region == "")
+) + tuple(
+    (verb, path, method)
+    for path, method in (
+        ("/v2/trace/setting", "TraceSetting"),
+        ("/v2/models/{name}/trace/setting", "TraceSetting"),
+        ("/v2/models/{name}/versions/{version}/trace/setting", "TraceSetting"),
+        ("/v2/logging", "LogSettings"),
+    )
+    for verb in ("GET", "POST")
+)
 # The spec's health answer: 200 for true, a 4xx for false (Triton answers 400).
 NOT_READY = 400
 
@@ -93,11 +112,13 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
     async def call(request: Request, rpc: str, message: Message) -> Any:
         return await call_backend(request, backend, SERVICE.methods_by_name[rpc], message, timeout)
 
-    def route(path: str, endpoint: Callable[..., Awaitable[Response]], summary: str, verb: str = "GET", **extra: Any) -> None:
+    def route(
+        path: str, endpoint: Callable[..., Awaitable[Response]], rpc: str, summary: str, verb: str = "GET", **extra: Any
+    ) -> None:
         app.add_api_route(
             path, endpoint, methods=[verb], tags=[TAG], summary=summary, responses=_ERRORS,
             response_model=None, operation_id="oip_" + re.sub(r"\W+", "_", path.strip("/")),
-            **extra,
+            openapi_extra=rpc_extra(SERVICE.methods_by_name[rpc], **extra),
         )
 
     async def server_metadata(request: Request) -> JSONResponse:
@@ -157,19 +178,34 @@ def add_oip_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> None:
         await call(request, "RepositoryModelUnload", pb.RepositoryModelUnloadRequest(model_name=name))
         return JSONResponse({})
 
-    route("/v2", server_metadata, "server metadata: name, version, extensions")
-    route("/v2/health/live", server_live, "liveness (open: no token needed)")
-    route("/v2/health/ready", server_ready, "readiness: every model loaded and warm (open: no token needed)")
-    route("/v2/models/stats", model_statistics, "inference statistics of every model")
+    route("/v2", server_metadata, "ServerMetadata", "server metadata: name, version, extensions")
+    route("/v2/health/live", server_live, "ServerLive", "liveness (open: no token needed)")
+    route("/v2/health/ready", server_ready, "ServerReady", "readiness: every model loaded and warm (open: no token needed)")
+    route("/v2/models/stats", model_statistics, "ModelStatistics", "inference statistics of every model")
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        route(base, model_metadata, "model metadata: versions, inputs, outputs")
-        route(base + "/ready", model_ready, "model readiness")
-        route(base + "/config", model_config, "model configuration (Triton's format)")
-        route(base + "/stats", model_statistics, "inference statistics: counts, queue and compute times")
-        route(base + "/infer", model_infer, "inference: BYTES IMAGE in, FP32 PROBABILITIES or classification out",
-              verb="POST", openapi_extra={"requestBody": _INFER_BODY})
-    route("/v2/repository/index", repository_index, "the models and their state", verb="POST")
-    load_path, unload_path = CONTROL_PATHS
-    route(load_path, model_load, "load or reload a model (admin token when tokens are set)", verb="POST")
-    route(unload_path, model_unload, "unload a model (admin token when tokens are set)", verb="POST")
+        route(base, model_metadata, "ModelMetadata", "model metadata: versions, inputs, outputs")
+        route(base + "/ready", model_ready, "ModelReady", "model readiness")
+        route(base + "/config", model_config, "ModelConfig", "model configuration (Triton's format)")
+        route(base + "/stats", model_statistics, "ModelStatistics", "inference statistics: counts, queue and compute times")
+        route(base + "/infer", model_infer, "ModelInfer", "inference: BYTES IMAGE in, FP32 PROBABILITIES or classification out",
+              verb="POST", requestBody=_INFER_BODY)
+    route("/v2/repository/index", repository_index, "RepositoryIndex", "the models and their state", verb="POST")
+    route("/v2/repository/models/{name}/load", model_load, "RepositoryModelLoad",
+          "load or reload a model (admin token when tokens are set)", verb="POST")
+    route("/v2/repository/models/{name}/unload", model_unload, "RepositoryModelUnload",
+          "unload a model (admin token when tokens are set)", verb="POST")
+    for verb, path, method in UNIMPLEMENTED_ROUTES:
+        app.add_api_route(
+            path, _unimplemented(f"{SERVICE.full_name}/{method}"), methods=[verb], include_in_schema=False,
+            openapi_extra=rpc_extra(f"/{SERVICE.full_name}/{method}"),  # undeclared calls: the table's default
+        )
+
+
+def _unimplemented(call: str) -> Callable[..., Awaitable[Response]]:
+    """The words gRPC's answer uses (service/grpc_server/servicers.py), as HTTP 501."""
+
+    async def refuse() -> Response:
+        raise Unimplemented(f"{call} is not implemented by this server")
+
+    return refuse
 

@@ -15,6 +15,7 @@ from google.protobuf.message_factory import GetMessageClass
 from starlette.datastructures import UploadFile
 
 from http_gateway.backends import RpcBackend
+from http_gateway.calls import rpc_extra
 from http_gateway.json_schema import Schema, field_schema, schema_ref
 from http_gateway.routes import HttpRoute
 from service.errors import Cancelled, InvalidArgument
@@ -158,7 +159,7 @@ def add_rpc_routes(app: FastAPI, routes: list[HttpRoute], backend: RpcBackend, t
             summary=f"{method.containing_service.full_name}/{method.name}",
             tags=[method.containing_service.full_name],
             responses=_responses(method.output_type),
-            openapi_extra=extra,
+            openapi_extra=rpc_extra(method, **extra),
             response_model=None,
         )
         field = route.upload_field
@@ -178,8 +179,7 @@ def add_rpc_routes(app: FastAPI, routes: list[HttpRoute], backend: RpcBackend, t
             "other fields as form fields or query parameters.",
             tags=[method.containing_service.full_name],
             responses=_responses(method.output_type),
-            openapi_extra={
-                "requestBody": {
+            openapi_extra=rpc_extra(method, requestBody={
                     "required": True,
                     "content": {
                         "multipart/form-data": {
@@ -190,7 +190,6 @@ def add_rpc_routes(app: FastAPI, routes: list[HttpRoute], backend: RpcBackend, t
                             }
                         }
                     },
-                }
-            },
+                }),
             response_model=None,
         )

@@ -11,6 +11,8 @@ from fastapi.responses import Response
 STATIC = Path(__file__).parent / "static"
 ASSET_PREFIX = "/try-it"
 ROUTES = {"/": "index.html", f"{ASSET_PREFIX}/try_it.js": "try_it.js", f"{ASSET_PREFIX}/try_it.css": "try_it.css"}
+# Static files anyone may load: the page's own API calls carry the token the person types in.
+PAGES = frozenset(ROUTES)
 _MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".js": "text/javascript; charset=utf-8"}
 # Everything from this origin only: the page can never pull a script from a CDN, and a

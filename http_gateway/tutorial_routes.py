@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from classify import classify_pb2 as tutorial_pb
 from http_gateway.backends import RpcBackend
+from http_gateway.calls import rpc_extra
 from http_gateway.rpc_routes import call_backend, error_responses, message_to_json
 from service.errors import InvalidArgument
 
@@ -35,11 +36,17 @@ def add_tutorial_routes(app: FastAPI, backend: RpcBackend, timeout: float) -> No
         # The tutorial's shape {"topk": [{"label", "prob"}]} is PredictionResponse's JSON.
         return JSONResponse(message_to_json(response, proto_names=True))
 
-    @app.post("/predict/file", tags=[TAG], summary="classify an uploaded image (tutorial route)", responses=error_responses())
+    @app.post(
+        "/predict/file", tags=[TAG], summary="classify an uploaded image (tutorial route)",
+        responses=error_responses(), openapi_extra=rpc_extra(PREDICT),
+    )
     async def predict_file(request: Request, file: Annotated[UploadFile, File()], topk: int = 5) -> JSONResponse:
         return await predict(request, await file.read(), topk)
 
-    @app.post("/predict/b64", tags=[TAG], summary="classify a base64 image (tutorial route)", responses=error_responses())
+    @app.post(
+        "/predict/b64", tags=[TAG], summary="classify a base64 image (tutorial route)",
+        responses=error_responses(), openapi_extra=rpc_extra(PREDICT),
+    )
     async def predict_b64(request: Request, req: B64ImageRequest) -> JSONResponse:
         try:
             image = base64.b64decode(req.image_base64, validate=True)

@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Iterable
 from pathlib import Path
 
+from service.contract.access import Access, access
 from service.errors import PermissionDenied, StartupError, Unauthenticated
 
 _PREFIX = "bearer "
@@ -38,23 +39,65 @@ class AdminVerifier:
 
     ``admin`` checks the admin tokens; None means none is configured, so every
     control call is refused (ordinary tokens never grant model control).
+    ``known`` checks every token the server accepts: a token it does not know is
+    UNAUTHENTICATED (401), one it knows that is no admin token PERMISSION_DENIED (403).
     """
 
-    def __init__(self, admin: TokenVerifier | None) -> None:
+    def __init__(self, admin: TokenVerifier | None, known: TokenVerifier | None = None) -> None:
         self._admin = admin
+        self._known = known
 
     def check(self, authorization: str | None) -> None:
-        """Raise Unauthenticated without a token, PermissionDenied unless it is an admin token."""
+        """Raise Unauthenticated without a token or with an unknown one, PermissionDenied unless it is an admin token."""
         if not authorization:
             raise Unauthenticated("model control needs an admin bearer token: send 'authorization: Bearer <token>'")
-        if self._admin is None:
+        if self._admin is not None:
+            try:
+                self._admin.check(authorization)
+                return
+            except Unauthenticated:
+                pass
+        none_configured = self._admin is None
+        if self._known is not None:
+            self._known.check(authorization)  # Unauthenticated for a token nobody configured
+        elif not none_configured:
+            raise Unauthenticated("invalid bearer token")
+        if none_configured:
             raise PermissionDenied(
                 "model control needs an admin token and none is configured (CLASSIFY_ADMIN_TOKENS or --admin-token-file)"
             )
-        try:
+        raise PermissionDenied("model control needs an admin token; this token may only classify")
+
+
+class Authorizer:
+    """The access table (service/contract/access.py) applied to one call; both transports ask it.
+
+    ``verifier`` None: no tokens configured, every call is open. ``admin`` None:
+    model control is open too (no token of any kind configured).
+    """
+
+    def __init__(self, verifier: TokenVerifier | None, admin: AdminVerifier | None) -> None:
+        self._verifier = verifier
+        self._admin = admin
+
+    @property
+    def tokens_required(self) -> bool:
+        return self._verifier is not None
+
+    def check(self, method: str, authorization: str | None) -> None:
+        """Raise Unauthenticated or PermissionDenied unless ``authorization`` may call ``/package.Service/Method``."""
+        rule = access(method)
+        if rule is Access.OPEN:
+            return
+        if self._verifier is not None:
+            self._verifier.check(authorization)
+        if rule is Access.ADMIN and self._admin is not None:
             self._admin.check(authorization)
-        except Unauthenticated:
-            raise PermissionDenied("model control needs an admin token; this token may only classify") from None
+
+    def check_page(self, authorization: str | None) -> None:
+        """An HTTP route that calls no RPC (/metrics, /docs): a token once tokens are configured."""
+        if self._verifier is not None:
+            self._verifier.check(authorization)
 
 
 def load_tokens(inline: Iterable[str], token_file: Path | None) -> list[str]:

@@ -9,11 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
-from classify_client.cli import add_predict_arguments
 from service.errors import StartupError
-from service.logs import configure_logging
-from service.settings import add_settings_arguments, settings_from_args
+from service.logs import LogFormat, configure_logging
+from service.settings import Settings, SettingsProblem, add_settings_arguments, settings_from_args, unknown_environment
+
+logger = logging.getLogger("classify")
 
 GATEWAY_SETTINGS = {
     "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s",
@@ -21,13 +23,32 @@ GATEWAY_SETTINGS = {
 }
 
 
-def _run_server(args: argparse.Namespace) -> int:
+def _log_format(args: argparse.Namespace) -> LogFormat:
+    """The log format asked for, even when the settings as a whole are refused (so the refusal is in it too)."""
+    for candidate in (getattr(args, "log_format", None), os.environ.get("CLASSIFY_LOG_FORMAT")):
+        if candidate in ("auto", "json", "text"):
+            return candidate  # type: ignore[return-value]
+    return "auto"
+
+
+def load_settings(args: argparse.Namespace) -> Settings | None:
+    """The settings, with logging configured from them; None after logging the one line that says what is wrong."""
     try:
         settings = settings_from_args(args)
-    except ValueError as error:  # pydantic's ValidationError names the bad setting
-        print(f"classify serve: invalid configuration:\n{error}", file=sys.stderr)
-        return 2
+    except SettingsProblem as problem:
+        configure_logging("INFO", _log_format(args))
+        logger.error("cannot start classify %s: %s", args.command, problem)
+        return None
     configure_logging(settings.log_level, settings.log_format)
+    for line in unknown_environment():
+        logger.warning("%s", line)
+    return settings
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    if settings is None:
+        return 2
     # Each root imports only what it runs: the gateway loads no model library.
     if args.command == "serve":
         from service.roots.serve import serve as entry
@@ -36,13 +57,17 @@ def _run_server(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(entry(settings))
     except StartupError as error:
-        logging.getLogger("classify").error("cannot start: %s", error)
+        logger.error("cannot start classify %s: %s", args.command, error)
         return 2
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from service.tools.bench.cli import run  # the load generator and its references load only here
-
+    try:
+        from service.tools.bench.cli import run  # the load generator and its references load only here
+    except ImportError as error:
+        if error.name and error.name.startswith("classify_client"):
+            return _client_missing(args)
+        raise
     return run(args)
 
 
@@ -102,23 +127,36 @@ def _weights(args: argparse.Namespace) -> int:
     return _weights_scan(args)
 
 
-def _admin_token(args: argparse.Namespace) -> str | None:
-    """From --token-file, else CLASSIFY_TOKEN (never a flag: `ps` would show it)."""
-    if args.token_file:
-        return Path(args.token_file).read_text(encoding="utf-8").strip()
-    return os.environ.get("CLASSIFY_TOKEN") or None
+CLIENT_MISSING = (
+    "the Python client is not installed (serving does not need it): "
+    "pip install ./clients/python from the source tree, then run this again"
+)
+
+
+def _client_missing(args: argparse.Namespace) -> int:
+    print(f"classify {args.command}: {CLIENT_MISSING}", file=sys.stderr)
+    return 2
+
+
+def _client_cli() -> ModuleType | None:
+    """The Python client's command-line module, when the client is installed (`classify predict`, `models`)."""
+    try:
+        from classify_client import cli
+    except ImportError:
+        return None
+    return cli
 
 
 def _models(args: argparse.Namespace) -> int:
-    from classify_client.client import ClassifyError, Client
+    from classify_client.cli import UsageError, client_from_args
+    from classify_client.client import ClassifyError
 
-    target = args.http if args.transport == "http" else args.server
     try:
-        token = _admin_token(args)
-    except OSError as error:
-        print(f"classify models: cannot read the token file: {error.strerror}", file=sys.stderr)
+        client = client_from_args(args)
+    except UsageError as error:
+        print(f"classify models {args.models_command}: {error}", file=sys.stderr)
         return 2
-    with Client(target, transport=args.transport, token=token, timeout=args.timeout) as client:
+    with client:
         try:
             if args.models_command == "load":
                 infos = [client.load_model(args.name, args.version)]
@@ -160,8 +198,9 @@ def _weights_scan(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from service.tools.quantize import quantize_model
 
-    settings = settings_from_args(args)
-    configure_logging(settings.log_level, "text")
+    settings = load_settings(args)
+    if settings is None:
+        return 2
     try:
         result = quantize_model(
             args.model_option, Path(args.calibration), settings, args.max_images, args.signed_activations
@@ -173,6 +212,25 @@ def _quantize(args: argparse.Namespace) -> int:
         f"{result.int8_graph}: int8 (static QDQ, per-channel), calibrated on {result.calibration_images} images; "
         f"top-1 agreement with fp32 on them {100 * result.top1_agreement:.1f} %"
     )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from service.tools.export import describe, export
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level, "text")
+    try:
+        result = export(
+            args.model_option, settings,
+            out=Path(args.out) if args.out else None,
+            repository=Path(args.repository) if args.repository else None,
+            name=args.name, version=args.version,
+        )
+    except StartupError as error:
+        print(f"classify export: {error}", file=sys.stderr)
+        return 2
+    print(describe(result))
     return 0
 
 
@@ -198,6 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_arguments(quantize, only={"weights", "weights_sha256", "labels", "cache_dir", "torch_threads", "log_level"})
     quantize.set_defaults(run=_quantize)
+
+    export = commands.add_parser(
+        "export", help="write a model's ONNX graph and manifest: served by ONNX Runtime without torch"
+    )
+    export.add_argument("model_option", metavar="MODEL", help="resnet18, efficientnet_lite0 or NAME=ARCH:WEIGHTS[:LABELS]")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, metavar="DIR",
+                       help="write DIR/NAME.onnx and DIR/NAME.json (serve with --model DIR/NAME.onnx); "
+                       "default: the graph cache `classify serve` reads (beside the weights, else --cache-dir)")
+    where.add_argument("--repository", default=None, metavar="DIR", help="place it as a new version in this model repository")
+    export.add_argument("--name", default=None, help="model name in the repository (default: the model's)")
+    export.add_argument("--version", type=int, default=None, help="version number (default: one above the highest)")
+    add_settings_arguments(export, only={"weights", "weights_sha256", "labels", "cache_dir", "log_level"})
+    export.set_defaults(run=_export)
 
     weights = commands.add_parser("weights", help="fetch, list and verify weights files")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True)
@@ -234,16 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (models_load, models_unload):
         command.add_argument("name", metavar="NAME")
         command.add_argument("--version", default="", help="one version only")
+    client_cli = _client_cli()
     for command in (models_list, models_load, models_unload):
-        command.add_argument("--server", default="127.0.0.1:50051", help="gRPC address HOST:PORT")
-        command.add_argument("--transport", choices=["grpc", "http"], default="grpc", help="call over gRPC (--server) or HTTP (--http)")
-        command.add_argument("--http", default="http://127.0.0.1:8000", metavar="URL", help="HTTP gateway base URL")
-        command.add_argument("--token-file", default=None, metavar="FILE", help="file holding the admin bearer token (default: env CLASSIFY_TOKEN)")
-        command.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds (loads wait for warm-up)")
-    models.set_defaults(run=_models)
+        if client_cli is None:
+            command.add_argument("arguments", nargs=argparse.REMAINDER)
+            command.set_defaults(run=_client_missing)
+        else:
+            # The client's connection options (TLS, mTLS, token), declared once in classify_client.cli;
+            # loads wait for the warm-up, hence the longer deadline.
+            client_cli.add_connection_arguments(command, timeout=120.0)
+            command.set_defaults(run=_models)
 
     # The client library's own command, so both behave alike (classify-client predict ...).
-    add_predict_arguments(commands.add_parser("predict", help="classify images with a running server"))
+    predict = commands.add_parser("predict", help="classify images with a running server")
+    if client_cli is None:
+        predict.add_argument("arguments", nargs=argparse.REMAINDER)
+        predict.set_defaults(run=_client_missing)
+    else:
+        client_cli.add_predict_arguments(predict)
+        predict.set_defaults(prog="classify predict")
 
     bench = commands.add_parser("bench", help="measure running servers: img/s, latency, bytes, client CPU")
     bench.add_argument("--grpc", default="127.0.0.1:50051", metavar="HOST:PORT", help="our gRPC address")

@@ -26,9 +26,15 @@ class ErrorCode(enum.IntEnum):
 
 
 class ServiceError(Exception):
-    """An error a client caused or must know about; its message is safe to show."""
+    """An error a client caused or must know about; its message is safe to show.
+
+    ``retry_after``: seconds after which the same call may succeed, or None when
+    retrying cannot help. Transports send it as data (google.rpc.RetryInfo in the
+    status details, HTTP Retry-After) and never look at the Python type.
+    """
 
     code: ErrorCode = ErrorCode.INTERNAL
+    retry_after: float | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -50,7 +56,7 @@ class NotFound(ServiceError):
 
 
 class PayloadTooLarge(ServiceError):
-    """An input is larger than a configured limit (HTTP 413)."""
+    """An input is larger than a configured limit: retrying the same call cannot help (HTTP 413)."""
 
     code = ErrorCode.RESOURCE_EXHAUSTED
 
@@ -62,6 +68,15 @@ class Overloaded(ServiceError):
 
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RemoteError(ServiceError):
+    """An error status a remote server answered (the gateway's upstream), passed through with its retry advice."""
+
+    def __init__(self, code: ErrorCode, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
         self.retry_after = retry_after
 
 

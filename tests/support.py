@@ -62,6 +62,32 @@ def random_resnet18_weights(directory: Path, seed: int = 0, num_classes: int = 1
     return path
 
 
+def torch_is_loaded(pid: int) -> bool:
+    """Whether process ``pid`` has torch's shared library mapped (importing torch maps it)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+# A fresh venv's own interpreter, away from the repository and its .venv.
+ISOLATED_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+
+
+def run_command(args: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> str:
+    """Run a command (by default in ISOLATED_ENV), fail the test with its output unless it exits 0; its stdout."""
+    import pytest
+
+    try:
+        result = subprocess.run(args, cwd=cwd, env=env or ISOLATED_ENV, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`{' '.join(args)}` did not finish within {timeout:.0f} s")
+    assert result.returncode == 0, f"`{' '.join(args)}` exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the files under ``root`` (links not followed)."""
+    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

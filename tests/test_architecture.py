@@ -85,6 +85,56 @@ def test_every_module_imports_only_the_layers_below_it() -> None:
     assert not violations, "\n".join(violations)
 
 
+TORCH_FAMILY = ("torch", "torchvision", "timm", "onnx", "onnxscript")
+# The modules of the [torch] extra: only they import torch at module level, and
+# others import them only where a network is built (lazily, inside a function).
+TORCH_MODULES = ("service.core.torch_networks", "service.core.torch_backend", "service.core.onnx_export")
+
+
+def _module_level_imports(path: Path) -> list[tuple[int, str]]:
+    """Imports that run when the module is imported (not inside functions, not under TYPE_CHECKING)."""
+    names: list[tuple[int, str]] = []
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue  # runs when called, not when imported
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                names.extend((node.lineno, alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.append((node.lineno, node.module))
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                visit([n for n in getattr(node, field, []) if isinstance(n, ast.stmt | ast.ExceptHandler)])  # type: ignore[misc]
+
+    visit(ast.parse(path.read_text(), str(path)).body)
+    return names
+
+
+def test_only_the_torch_extras_modules_import_torch_when_imported() -> None:
+    violations = []
+    for path in _source_files():
+        module = _module_name(path)
+        if module in TORCH_MODULES:
+            continue
+        for line, name in _module_level_imports(path):
+            if any(_matches(name, p) for p in (*TORCH_FAMILY, *TORCH_MODULES)):
+                violations.append(f"{path.relative_to(REPO)}:{line}: {module} imports {name} when imported")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_serving_path_imports_no_torch() -> None:
+    """Everything `classify serve` imports before it loads a model, and the model code of exported graphs."""
+    modules = ["service.roots.serve", "service.core.control", "service.core.model_options", "service.core.exported", "service.cli"]
+    result = _probe(
+        f"import importlib, sys\nfor name in {modules!r}: importlib.import_module(name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH_FAMILY!r}))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_only_the_composition_roots_import_the_gateway() -> None:
     importers = {
         _module_name(path)
@@ -122,11 +172,13 @@ def test_core_imports_no_transport_and_no_generated_code() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_readme_documents_every_setting() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_the_configuration_page_is_generated_from_the_settings() -> None:
+    """docs/configuration.md's table is the settings object's (python -m service.tools.settings_table --write)."""
+    from service.tools.settings_table import PAGE, markdown_table, page_table
+
+    assert page_table(PAGE.read_text()) == markdown_table(), "run: python -m service.tools.settings_table --write"
     for name in Settings.model_fields:
-        flag, env = "--" + name.replace("_", "-"), "CLASSIFY_" + name.upper()
-        assert f"| `{flag}` | `{env}` |" in readme, f"README's configuration table lacks {flag}"
+        assert f"`CLASSIFY_{name.upper()}`" in markdown_table()
 
 
 def test_readme_has_a_curl_example_for_every_route() -> None:
@@ -135,6 +187,6 @@ def test_readme_has_a_curl_example_for_every_route() -> None:
     from service.core.engine import EngineRef
 
     app = create_app(InProcessBackend({}, EngineRef()), max_request_bytes=1 << 20, request_timeout_s=1)
-    readme = (REPO / "README.md").read_text()
+    docs = "".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     for path in app.openapi()["paths"]:
-        assert f"http://127.0.0.1:8000{path.replace('{name}', 'resnet18').replace('{version}', '1')}" in readme, path
+        assert f"http://127.0.0.1:8000{path.replace('{name}', 'resnet18').replace('{version}', '1')}" in docs, path

@@ -253,6 +253,31 @@ def test_http_errors_without_a_status_body_and_overload_hints() -> None:
     assert proxy.code == "UNAVAILABLE" and proxy.retryable and proxy.http_status == 502
 
 
+def test_grpc_retry_advice_is_read_from_the_rich_status() -> None:
+    """google.rpc.RetryInfo in grpc-status-details-bin (as the server sends it) becomes retry_after."""
+    from classify_client.client import _grpc_error
+    from service.contract.status import DETAILS_TRAILER, error_status
+    from service.errors import Overloaded, PayloadTooLarge
+
+    class Call(grpc.RpcError):  # the shape of a failed call: code, details, trailing metadata
+        def __init__(self, status: object) -> None:
+            self._trailers = ((DETAILS_TRAILER, status.SerializeToString()),)  # type: ignore[attr-defined]
+
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        def details(self) -> str:
+            return "message"
+
+        def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+            return self._trailers
+
+    shed = _grpc_error(Call(error_status(Overloaded("busy", retry_after=1.5))))
+    assert (shed.code, shed.retry_after, shed.retryable) == ("RESOURCE_EXHAUSTED", 1.5, True)
+    too_big = _grpc_error(Call(error_status(PayloadTooLarge("too big"))))
+    assert too_big.retry_after is None and not too_big.retryable
+
+
 def test_the_client_does_not_import_torch() -> None:
     """Clients stay light: neither the client nor the load generator pulls in torch or FastAPI."""
     code = "import sys, classify_client, service.tools.bench.cli; print(sorted({'torch', 'fastapi'} & set(sys.modules)))"

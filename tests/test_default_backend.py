@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.core.onnx_backend import EXPORT_REVISION
-from tests.support import random_resnet18_weights, start_server
+from tests.support import random_resnet18_weights, start_server, torch_is_loaded
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -22,7 +22,7 @@ def _graphs(directory: Path) -> list[Path]:
 
 
 def test_first_start_exports_the_graph_before_serving_then_later_starts_reuse_it(tmp_path: Path) -> None:
-    """NOT_SERVING while the graph is exported and warmed; SERVING only once it exists; the log says how long."""
+    """NOT_SERVING while the graph is exported and warmed; SERVING only once it exists; later starts import no torch."""
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
     weights = random_resnet18_weights(weights_dir, seed=11)  # never exported before
@@ -55,6 +55,7 @@ def test_first_start_exports_the_graph_before_serving_then_later_starts_reuse_it
     try:
         assert "using the cached ONNX graph" in again.log() and "exporting resnet18" not in again.log()
         assert _graphs(weights_dir) == [graph]
+        assert not torch_is_loaded(again.process.pid), "a start with the graph cached imported torch"
     finally:
         again.stop()
 

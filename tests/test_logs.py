@@ -64,7 +64,7 @@ def test_text_at_a_terminal_with_multi_line_messages_indented(tmp_path: Path) ->
     assert not [line for line in lines if line.lstrip().startswith("{")], "JSON on a terminal"
     settings = next(i for i, line in enumerate(lines) if line.endswith("[-] starting with settings:"))
     assert "      host = 127.0.0.1" in lines[settings + 1 : settings + 40]
-    warning = next(i for i, line in enumerate(lines) if " WARNING service.core.catalog [-] " in line)
+    warning = next(i for i, line in enumerate(lines) if " WARNING service.core.model_options [-] " in line)
     frame = lines[warning + 1 : warning + 7]
     assert frame[0] == "    " + FRAME and frame[-1] == "    " + FRAME, frame
     assert any(line.startswith("    ResNet18 weights weights/resnet18-f37072fd.pth are not present") for line in frame)
@@ -79,6 +79,6 @@ def test_json_lines_in_a_pipe_with_multi_line_messages_kept_whole(tmp_path: Path
     assert all({"time", "level", "logger", "message", "request_id"} <= record.keys() for record in records)
     (settings,) = [r for r in records if r["message"].startswith("starting with settings:\n")]
     assert "\n  host = 127.0.0.1\n" in settings["message"]
-    (warning,) = [r for r in records if r["logger"] == "service.core.catalog" and r["level"] == "WARNING"]
+    (warning,) = [r for r in records if r["logger"] == "service.core.model_options" and r["level"] == "WARNING"]
     assert warning["message"].startswith(f"\n{FRAME}\nResNet18 weights ") and warning["message"].endswith(FRAME)
     assert "\n  classify weights fetch resnet18\n" in warning["message"]

@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
+from service.core.repository import MODEL_FILE, write_model_file
+from service.core.weights import sha256_file
 from service.tools.weights_store import place_in_repository
 from tests.support import REPO, ServerProcess, random_resnet18_weights, skimage_photo, start_server
 
@@ -44,6 +46,18 @@ class Repo:
         return place_in_repository(
             self.weights(seed, num_classes), self.root, name, architecture="resnet18", version=version, labels=labels
         )
+
+    def add_by_hand(self, name: str, version: int, seed: int, labels: Path) -> Path:
+        """A version copied into place without `classify weights add` (which would refuse a bad one)."""
+        weights, staging = self.weights(seed), self.root / name / f".tmp-{version}"
+        staging.mkdir(parents=True)
+        shutil.copyfile(weights, staging / weights.name)
+        shutil.copyfile(labels, staging / labels.name)
+        write_model_file(
+            staging / MODEL_FILE,
+            {"architecture": "resnet18", "weights": weights.name, "sha256": sha256_file(weights), "labels": labels.name},
+        )
+        return staging.rename(self.root / name / str(version))
 
 
 def _start(repo: Repo, directory: Path, *extra: str) -> ServerProcess:
@@ -205,7 +219,7 @@ def test_rollout_under_load_fails_no_request(explicit_server: ServerProcess, rep
         assert reply.model.version == "3"
 
         _pause_until(started, 11, traffic)
-        repo.add("roll", 4, seed=41, labels=labels)  # 1000 classes, 3 labels: must fail
+        repo.add_by_hand("roll", 4, seed=41, labels=labels)  # 1000 classes, 3 labels: must fail
         failed = _load_http(server, "roll", "4")
         assert failed.status_code == 400 and failed.json()["code"] == 9, failed.text
         assert "the weights have 1000 classes but" in failed.json()["message"]

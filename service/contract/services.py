@@ -1,4 +1,4 @@
-"""The services this server answers, read from their descriptors, and the calls that need an admin token."""
+"""The services this server answers, read from their descriptors."""
 
 from __future__ import annotations
 
@@ -25,20 +25,6 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 def method_path(method: MethodDescriptor) -> str:
     """The gRPC path of a method: ``/package.Service/Method``."""
     return f"/{method.containing_service.full_name}/{method.name}"
-
-
-# Liveness and readiness are open like grpc.health.v1: probes carry no token.
-OPEN_METHODS: tuple[str, ...] = tuple(
-    method_path(INFERENCE_SERVICE.methods_by_name[name]) for name in ("ServerLive", "ServerReady")
-)
-# Model control (classify.v1 and the OIP repository extension): an admin token
-# is required whenever tokens are configured.
-CONTROL_METHODS: tuple[MethodDescriptor, ...] = (
-    CLASSIFIER_SERVICE.methods_by_name["LoadModel"],
-    CLASSIFIER_SERVICE.methods_by_name["UnloadModel"],
-    INFERENCE_SERVICE.methods_by_name["RepositoryModelLoad"],
-    INFERENCE_SERVICE.methods_by_name["RepositoryModelUnload"],
-)
 
 
 def model_health_service(name: str) -> str:

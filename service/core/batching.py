@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.core.statistics import StageTimes, StatisticsRecorder
-from service.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Overloaded, Unavailable
+from service.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Unavailable
 from service.metrics import BATCH_SIZE, CANCELLED, INFERENCE_SECONDS, QUEUE_DEPTH
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ class BatchingConfig:
 
     max_batch_size: int = 8
     max_delay_s: float = 0.002
-    max_queue: int = 64
 
 
 @dataclass
@@ -62,7 +61,8 @@ class Batcher:
         self._run_batch = run_batch
         self._statistics = statistics
         self._config = config
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=config.max_queue)
+        # Unbounded here: admission control (service/core/admission.py) is the one limit on what waits.
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._closed = False
         self._name = name
         self._preparing = 0  # inputs announced by preparing() and not yet submitted
@@ -70,10 +70,6 @@ class Batcher:
         QUEUE_DEPTH.labels(name).set_function(self._queue.qsize)
         self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
         self._thread.start()
-
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
 
     @contextmanager
     def preparing(self) -> Iterator[None]:
@@ -96,12 +92,7 @@ class Batcher:
         if self._closed:
             raise Unavailable("server is shutting down")
         job = _Job(inputs=inputs, future=Future(), deadline=deadline, queued_at=time.perf_counter(), times=times)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise Overloaded(
-                f"server overloaded: {self._config.max_queue} requests already queued; retry later"
-            ) from None
+        self._queue.put_nowait(job)
         return job.future
 
     def close(self, timeout: float | None = None) -> None:

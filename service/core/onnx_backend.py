@@ -1,21 +1,17 @@
-"""ONNX Runtime backends: fp32 exported from the torch model, int8 by static QDQ quantization.
+"""ONNX Runtime backends: fp32 graphs exported from torch networks, int8 ones by static QDQ quantization.
 
-The exported graph is cached beside the weights (or in the cache directory when
-that is read-only) with the weights' digest in its name, so new weights are
-re-exported and stale graphs are never served.
+No torch here: exporting is service/core/onnx_export.py, and what a graph is
+(its manifest) is service/core/exported.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from service.errors import StartupError
 
@@ -24,32 +20,14 @@ logger = logging.getLogger(__name__)
 INPUT, OUTPUT = "input", "logits"
 OPSET = 17
 # Bumped whenever the exported graph changes for the same weights (2: static
-# "SAME" padding in EfficientNet-Lite0), so caches of older releases are not served.
-EXPORT_REVISION = 2
+# "SAME" padding in EfficientNet-Lite0; 3: a manifest beside every graph), so
+# caches of older releases are not served: they are exported again.
+EXPORT_REVISION = 3
 
 
 def graph_path(cache_dir: Path, model_name: str, weights_sha256: str, precision: str) -> Path:
+    """Where the graph of these weights is cached: their digest in the name, so new weights are exported anew."""
     return cache_dir / f"{model_name}-{weights_sha256[:16]}-{precision}-x{EXPORT_REVISION}.onnx"
-
-
-def export(module: nn.Module, path: Path, input_size: int) -> Path:
-    """Export ``module`` to ONNX with a dynamic batch axis; written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sample = torch.zeros(1, 3, input_size, input_size)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.part", delete=False) as tmp:
-        partial = Path(tmp.name)
-    try:
-        # The TorchScript-based exporter writes one self-contained file.
-        torch.onnx.export(
-            module.eval(), (sample,), str(partial), dynamo=False, opset_version=OPSET,
-            input_names=[INPUT], output_names=[OUTPUT],
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
-        )
-        partial.chmod(0o644)  # NamedTemporaryFile creates 0600
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
 
 
 class OnnxBackend:
@@ -58,7 +36,9 @@ class OnnxBackend:
     name = "onnxruntime"
     device = "cpu"
 
-    def __init__(self, path: Path, precision: str, threads: int, spin: bool = False) -> None:
+    def __init__(
+        self, path: Path, precision: str, threads: int, spin: bool = False, *, input_name: str = INPUT, output_name: str = OUTPUT
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -75,18 +55,19 @@ class OnnxBackend:
             raise StartupError(f"ONNX graph {path} cannot be loaded: {error}") from None
         self.precision = precision
         self.path = path
+        self._input, self._output = input_name, output_name
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self._session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch, dtype=np.float32)})
+        (logits,) = self._session.run([self._output], {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         return exp / exp.sum(axis=1, keepdims=True)
 
 
 def quantize(
-    fp32_graph: Path, int8_graph: Path, calibration: Iterator[np.ndarray], signed_activations: bool = False
-) -> Path:
-    """Static QDQ int8 quantization, per-channel int8 weights, calibrated on real preprocessed images.
+    fp32_graph: Path, out: Path, calibration: Iterator[np.ndarray], signed_activations: bool = False, input_name: str = INPUT
+) -> None:
+    """Static QDQ int8 quantization of ``fp32_graph`` into ``out``, per-channel int8 weights, calibrated on real preprocessed images.
 
     Unsigned activations (the default) hit ONNX Runtime's u8s8 VNNI kernels,
     several times faster than fp32 here (model-b8 rows of bench/results/).
@@ -99,22 +80,18 @@ def quantize(
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = ({INPUT: x[None]} for x in calibration)
+            self._batches = ({input_name: x[None]} for x in calibration)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._batches, None)
 
-    int8_graph.parent.mkdir(parents=True, exist_ok=True)
-    partial = int8_graph.with_name(int8_graph.name + ".part")
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_graph), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(partial), Reader(),
+            str(prepared), str(out), Reader(),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if signed_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             extra_options={"ActivationSymmetric": signed_activations},
         )
-    os.replace(partial, int8_graph)
-    return int8_graph

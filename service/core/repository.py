@@ -7,7 +7,10 @@
                                backend = "torch"            # optional: --backend otherwise
     DIR/insects/1/insects.pth
     DIR/insects/1/labels.txt
-    DIR/insects/2/...
+    DIR/insects/2/model.toml   graph = "model.onnx"         # an exported model (`classify export`)
+                               sha256 = "<64 hex digits>"   # of the graph; model.json beside it says the rest
+    DIR/insects/2/model.onnx
+    DIR/insects/2/model.json
 
 Model folders are named like a model (letters, digits, ``_.-``); version folders
 are positive integers. Anything else (``.tmp-3``, ``README``) is ignored, so a
@@ -24,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.core.architectures import ARCHITECTURES
+from service.core.backends import ONNX_PRECISION
+from service.core.exported import ManifestError, read_exported
 from service.core.models import BACKENDS, ModelSpec
 from service.core.weights import sha256_file
 from service.errors import StartupError
@@ -31,6 +36,8 @@ from service.errors import StartupError
 MODEL_FILE = "model.toml"
 REQUIRED_KEYS = ("architecture", "weights", "sha256")
 OPTIONAL_KEYS = ("labels", "backend")
+# A version holding an exported model instead of weights: no torch needed to serve it.
+EXPORTED_KEYS = ("graph", "sha256")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -103,12 +110,14 @@ def read_model_file(folder: VersionFolder) -> dict[str, str]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ModelFileError(f"{folder.model_file} is not valid TOML: {error}") from None
-    unknown = sorted(set(document) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    required, optional = (EXPORTED_KEYS, ("backend",)) if "graph" in document else (REQUIRED_KEYS, OPTIONAL_KEYS)
+    unknown = sorted(set(document) - set(required) - set(optional))
     if unknown:
         raise ModelFileError(
-            f"{folder.model_file}: unknown key {unknown[0]!r}; known keys: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}"
+            f"{folder.model_file}: unknown key {unknown[0]!r}; known keys: {', '.join(required + optional)}"
+            + (" (labels, preprocessing and architecture of an exported graph are in its manifest)" if "graph" in document else "")
         )
-    for key in REQUIRED_KEYS:
+    for key in required:
         if key not in document:
             raise ModelFileError(f"{folder.model_file}: key {key!r} is required")
     for key, value in document.items():
@@ -118,8 +127,10 @@ def read_model_file(folder: VersionFolder) -> dict[str, str]:
 
 
 def read_spec(folder: VersionFolder, default_backend: str = "torch") -> ModelSpec:
-    """The spec of one version folder, every key validated and the weights' digest checked."""
+    """The spec of one version folder, every key validated and the weights' (or graph's) digest checked."""
     keys = read_model_file(folder)
+    if "graph" in keys:
+        return _exported_spec(folder, keys)
     architecture = keys["architecture"]
     if architecture not in ARCHITECTURES:
         raise ModelFileError(
@@ -150,10 +161,37 @@ def read_spec(folder: VersionFolder, default_backend: str = "torch") -> ModelSpe
     )
 
 
-def write_model_file(
-    path: Path, *, architecture: str, weights: str, sha256: str, labels: str | None = None, backend: str | None = None
-) -> None:
-    """Write a model.toml with these keys (JSON string escapes are valid TOML basic strings)."""
-    keys = {"architecture": architecture, "weights": weights, "sha256": sha256, "labels": labels, "backend": backend}
+def _exported_spec(folder: VersionFolder, keys: dict[str, str]) -> ModelSpec:
+    """A version holding an exported graph: its digest checked against model.toml, its manifest read."""
+    graph = _file_in_folder(folder, "graph", keys["graph"])
+    expected = keys["sha256"].lower()
+    if not _SHA256.match(expected):
+        raise ModelFileError(f"{folder.model_file}: key 'sha256' must be 64 hex digits, got {keys['sha256']!r}")
+    digest = sha256_file(graph)
+    if digest != expected:
+        raise ModelFileError(
+            f"{folder.model_file}: key 'sha256' is {expected} but {graph} has SHA-256 {digest}: "
+            "the file is corrupt, incomplete or not the one described"
+        )
+    try:
+        manifest = read_exported(graph, verify_graph=False)  # verified just above
+    except ManifestError as error:
+        raise ModelFileError(f"{folder.model_file}: key 'graph': {error}") from None
+    backend = keys.get("backend", manifest.backend)
+    if backend not in ONNX_PRECISION:
+        raise ModelFileError(f"{folder.model_file}: key 'backend' is {backend!r}; an exported graph serves on {manifest.backend}")
+    return ModelSpec(
+        name=folder.name,
+        architecture=manifest.architecture,
+        weights=graph,
+        weights_sha256=manifest.source_weights_sha256,
+        backend=backend,
+        version=str(folder.version),
+        exported=graph,
+    )
+
+
+def write_model_file(path: Path, keys: dict[str, str | None]) -> None:
+    """Write a model.toml with these keys, None values left out (JSON string escapes are valid TOML basic strings)."""
     lines = [f"{key} = {json.dumps(value)}" for key, value in keys.items() if value is not None]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

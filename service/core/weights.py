@@ -7,8 +7,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from service.core import efficientnet_lite0
 from service.errors import StartupError
 
@@ -84,14 +82,3 @@ def verify_weights(path: Path, expected_sha256: str | None = None) -> str:
             f"{match.group(1)} in its name: the file is corrupt or renamed."
         )
     return digest
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Load a state dict with ``weights_only=True``: no pickled code is executed."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise StartupError(f"weights file {path} is not a loadable PyTorch state dict: {exc}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise StartupError(f"weights file {path} does not hold a state dict of tensors")
-    return state

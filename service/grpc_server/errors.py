@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import grpc
+from grpc_status import rpc_status
 
-from service.errors import INTERNAL_MESSAGE, ErrorCode, Internal, Overloaded, ServiceError
+from service.contract.status import error_status
+from service.errors import INTERNAL_MESSAGE, ErrorCode, Internal, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +36,19 @@ def as_service_error(error: Exception) -> ServiceError:
     return Internal(INTERNAL_MESSAGE)
 
 
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
 async def abort(
     context: grpc.aio.ServicerContext, error: ServiceError, trailers: tuple[tuple[str, str], ...] = ()
 ) -> None:
-    """End the call with the error's status, ``trailers``, and a retry-after trailer when shedding load."""
-    if isinstance(error, Overloaded):
-        trailers += (("retry-after", f"{error.retry_after:g}"),)
-    if trailers:
-        context.set_trailing_metadata(trailers)
-    await context.abort(GRPC_STATUS[error.code], error.message)
+    """End the call with the error's status and ``trailers``; the rich status (google.rpc.Status) carries its
+    RetryInfo, if any."""
+    status = rpc_status.to_status(error_status(error))
+    await context.abort_with_status(
+        _Status(status.code, status.details, (*status.trailing_metadata, *trailers))
+    )

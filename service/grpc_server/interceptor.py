@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from service.auth import AdminVerifier, TokenVerifier
+from service.auth import Authorizer
 from service.errors import ServiceError
 from service.grpc_server.errors import GRPC_STATUS, abort, as_service_error
 from service.metrics import REQUEST_SECONDS, REQUESTS
@@ -40,41 +40,23 @@ def _denied(handler: grpc.RpcMethodHandler, error: ServiceError) -> grpc.RpcMeth
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    """Applies to ``services`` fully; other services (reflection) only get the auth check; health is open.
+    """Every call: the access table's check (service/contract/access.py); calls of ``services`` also get a
+    request id, metrics, access logs and error mapping (health and reflection do not)."""
 
-    ``open_methods`` (full method paths) skip the auth check but get the rest.
-    ``admin_methods`` (``/package.Service/Method``) also need an admin token when ``admin`` is set.
-    """
-
-    def __init__(
-        self,
-        services: Iterable[str],
-        open_services: Iterable[str],
-        verifier: TokenVerifier | None,
-        open_methods: Iterable[str] = (),
-        admin: AdminVerifier | None = None,
-        admin_methods: Iterable[str] = (),
-    ) -> None:
+    def __init__(self, services: Iterable[str], authorizer: Authorizer) -> None:
         self._prefixes = tuple(f"/{name}/" for name in services)
-        self._open = tuple(f"/{name}/" for name in open_services)
-        self._open_methods = frozenset(open_methods)
-        self._verifier = verifier
-        self._admin = admin
-        self._admin_methods = frozenset(admin_methods)
+        self._authorizer = authorizer
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(self._open):
+        if handler is None:
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
         try:
-            if self._verifier is not None and method not in self._open_methods:
-                self._verifier.check(metadata.get("authorization"))
-            if self._admin is not None and method in self._admin_methods:
-                self._admin.check(metadata.get("authorization"))
+            self._authorizer.check(method, metadata.get("authorization"))
         except ServiceError as error:
             REQUESTS.labels("grpc", method, GRPC_STATUS[error.code].name).inc()
             return _denied(handler, error)

@@ -12,16 +12,9 @@ from inference import grpc_service_pb2_grpc as oip_grpc
 from service.api.classifier_v1 import ClassifierServiceApi
 from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
-from service.auth import AdminVerifier, TokenVerifier
-from service.contract.services import (
-    CONTROL_METHODS,
-    HEALTH_SERVICE,
-    INFERENCE_SERVICE,
-    OPEN_METHODS,
-    SERVED_SERVICES,
-    method_path,
-    model_health_service,
-)
+from service.auth import Authorizer
+from service.contract.access import REFLECTION_SERVICE
+from service.contract.services import HEALTH_SERVICE, INFERENCE_SERVICE, SERVED_SERVICES, model_health_service
 from service.grpc_server.interceptor import CallInterceptor
 from service.grpc_server.servicers import (
     ClassifierServiceServicer,
@@ -41,15 +34,11 @@ class GrpcServer:
         inference: InferenceServiceApi,
         *,
         max_message_bytes: int,
-        verifier: TokenVerifier | None = None,
+        authorizer: Authorizer | None = None,
         reflection_enabled: bool = True,
-        admin: AdminVerifier | None = None,
     ) -> None:
-        admin_methods = [method_path(m) for m in CONTROL_METHODS]
         self.server = grpc.aio.server(
-            interceptors=[
-                CallInterceptor(SERVED_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS, admin, admin_methods)
-            ],
+            interceptors=[CallInterceptor(SERVED_SERVICES, authorizer or Authorizer(None, None))],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -63,9 +52,7 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if reflection_enabled:
-            reflection.enable_server_reflection(
-                (*SERVED_SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
-            )
+            reflection.enable_server_reflection((*SERVED_SERVICES, HEALTH_SERVICE, REFLECTION_SERVICE), self.server)
 
     def listen(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None) -> int:
         """Bind a port (TLS when ``credentials`` are given); returns it (useful with port 0)."""

@@ -13,7 +13,7 @@ from http_gateway.app import create_app
 from http_gateway.backends import GrpcUpstreamBackend
 from http_gateway.server import HttpServer
 from service.errors import StartupError
-from service.roots.common import admin_verifier, stop_event, tls_files, token_verifier
+from service.roots.common import authorizer, check_listen, stop_event, tls_files
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -23,16 +23,15 @@ async def serve_gateway(settings: Settings) -> int:
     """The HTTP gateway alone, in front of a remote `classify serve` (--grpc-upstream)."""
     if not settings.grpc_upstream:
         raise StartupError("classify gateway needs --grpc-upstream HOST:PORT")
+    check_listen(settings.host, settings.http_port, "--http-port")
     logger.info("starting gateway with settings:\n%s", settings.summary())
     backend = GrpcUpstreamBackend(settings.grpc_upstream, settings.max_request_bytes)
-    verifier = token_verifier(settings)
     app = create_app(
         backend,
         max_request_bytes=settings.max_request_bytes,
         request_timeout_s=settings.request_timeout_s,
-        verifier=verifier,
+        authorizer=authorizer(settings),
         docs=settings.docs,
-        admin=admin_verifier(settings, verifier),
     )
     http_server = HttpServer(app, settings.host, settings.http_port, settings.grace_period_s, tls_files(settings))
     http_task = asyncio.create_task(http_server.serve())

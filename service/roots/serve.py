@@ -17,16 +17,16 @@ from service.api.inference_v2 import InferenceServiceApi
 from service.api.tutorial import TutorialClassifierApi
 from service.contract.services import SERVED_SERVICES
 from service.core.batching import BatchingConfig
-from service.core.catalog import model_specs
 from service.core.control import ControlMode, ControlRef, ModelControl
 from service.core.engine import Engine, EngineRef
 from service.core.images import ImageLimits
 from service.core.malloc_tuning import keep_freed_memory_in_the_heap
+from service.core.model_options import model_specs
 from service.core.models import BackendOptions, LoadedModel, load_model
 from service.core.threads import run_on_exiting_thread
 from service.errors import StartupError
 from service.grpc_server.server import GrpcServer
-from service.roots.common import admin_verifier, stop_event, tls_files, token_verifier
+from service.roots.common import authorizer, check_listen, stop_event, tls_files
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,6 @@ logger = logging.getLogger(__name__)
 
 def load_models(settings: Settings) -> list[LoadedModel]:
     """The configured models, verified and loaded on their backends (blocking)."""
-    # One explicit thread budget: inference gets torch_threads, decoding its
-    # own pool; inter-op parallelism is unused by these networks.
-    import torch
-
-    torch.set_num_threads(settings.torch_threads)
     if settings.malloc_tuning:
         keep_freed_memory_in_the_heap()
     if settings.model_repository is not None and not settings.model:
@@ -51,6 +46,7 @@ def load_models(settings: Settings) -> list[LoadedModel]:
         # An explicit --weights that is missing is a mistake to report, not to paper over.
         allow_fallback="weights" not in settings.model_fields_set,
         default_backend=settings.backend,
+        cache_dir=settings.cache_dir,
     )
     return [load_model(spec, _backend_options(settings)) for spec in specs]
 
@@ -67,7 +63,6 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
         batching=BatchingConfig(
             max_batch_size=settings.batch_max_size,
             max_delay_s=settings.batch_max_delay_ms / 1000.0,
-            max_queue=settings.queue_size,
         ),
         decode_workers=settings.decode_workers,
         max_batch_images=settings.max_batch_images,
@@ -77,7 +72,7 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
     )
     engine.warm_up()
     control = ModelControl(
-        engine,
+        engine.lifecycle,
         settings.model_repository,
         ControlMode(settings.model_control),
         backend_options=_backend_options(settings),
@@ -106,9 +101,10 @@ def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
 
 async def serve(settings: Settings) -> int:
     """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
+    check_listen(settings.host, settings.grpc_port, "--grpc-port")
+    check_listen(settings.host, settings.http_port, "--http-port")
     logger.info("starting with settings:\n%s", settings.summary())
-    verifier, tls = token_verifier(settings), tls_files(settings)
-    admin = admin_verifier(settings, verifier)
+    access, tls = authorizer(settings), tls_files(settings)
     engine_ref, control_ref = EngineRef(), ControlRef()
     classifier, tutorial = ClassifierServiceApi(engine_ref, control_ref), TutorialClassifierApi(engine_ref)
     inference = InferenceServiceApi(engine_ref, control_ref)
@@ -117,18 +113,16 @@ async def serve(settings: Settings) -> int:
         tutorial,
         inference,
         max_message_bytes=settings.max_request_bytes,
-        verifier=verifier,
+        authorizer=access,
         reflection_enabled=settings.reflection,
-        admin=admin,
     )
     grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
         InProcessBackend(dict(zip(SERVED_SERVICES, (classifier, tutorial, inference), strict=True)), engine_ref),
         max_request_bytes=settings.max_request_bytes,
         request_timeout_s=settings.request_timeout_s,
-        verifier=verifier,
+        authorizer=access,
         docs=settings.docs,
-        admin=admin,
     )
     http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s, tls)
     await grpc_server.start()
@@ -137,7 +131,7 @@ async def serve(settings: Settings) -> int:
         "listening: gRPC %s:%d, HTTP %s:%d%s%s (not ready until the model is warm)",
         settings.host, grpc_port, settings.host, http_server.port,
         ", TLS" + (" with client certificates" if tls and tls.client_ca else "") if tls else "",
-        ", bearer tokens required" if verifier else "",
+        ", bearer tokens required" if access.tokens_required else "",
     )
 
     stop = stop_event()

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from service.core import onnx_backend
-from service.core.architectures import get_architecture
-from service.core.catalog import model_specs
+from service.core.exported import read_exported, write_exported
 from service.core.images import ImageLimits, decode_image
-from service.core.models import BackendOptions, graph_cache_dir, load_network
+from service.core.model_options import model_specs
+from service.core.models import BackendOptions, graph_cache_dir, graph_of_weights, spec_labels
 from service.core.preprocessing import Preprocessing
+from service.core.weights import verify_weights
 from service.errors import InvalidArgument, StartupError
 from service.settings import Settings
 
@@ -48,23 +48,26 @@ def calibration_inputs(directory: Path, settings: Settings, preprocess: Preproce
 def quantize_model(
     option: str, calibration_dir: Path, settings: Settings, limit: int = 500, signed_activations: bool = False
 ) -> QuantizeResult:
+    """Quantize the fp32 graph of ``option``'s weights (exported first if it is not cached) into the graph cache.
+
+    Needs torch only when the fp32 graph must be exported; the int8 graph gets
+    its own manifest (precision int8), so it serves without torch.
+    """
     (spec,) = model_specs(
         [option], resnet18_weights=settings.weights, resnet18_sha256=settings.weights_sha256,
-        default_labels=settings.labels, allow_fallback=False,
+        default_labels=settings.labels, allow_fallback=False, cache_dir=settings.cache_dir,
     )
-    architecture = get_architecture(spec.architecture)
-    module, digest, _ = load_network(spec)
-    cache = graph_cache_dir(spec, BackendOptions(cache_dir=settings.cache_dir))
-    fp32_graph = onnx_backend.graph_path(cache, spec.name, digest, "fp32")
-    if not fp32_graph.is_file():
-        onnx_backend.export(module, fp32_graph, architecture.preprocessing.crop_size)
-    inputs = calibration_inputs(calibration_dir, settings, architecture.preprocessing, limit)
-    int8_graph = onnx_backend.graph_path(cache, spec.name, digest, "int8")
-
-    def batches() -> Iterator[np.ndarray]:
-        yield from inputs
-
-    onnx_backend.quantize(fp32_graph, int8_graph, batches(), signed_activations)
+    options = BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads)
+    digest = verify_weights(spec.weights, spec.weights_sha256)
+    fp32_graph = graph_of_weights(spec, digest, spec_labels(spec), options)
+    fp32_manifest = read_exported(fp32_graph)
+    inputs = calibration_inputs(calibration_dir, settings, fp32_manifest.preprocessing, limit)
+    int8_graph = onnx_backend.graph_path(graph_cache_dir(spec, options), spec.name, digest, "int8")
+    write_exported(
+        int8_graph,
+        replace(fp32_manifest, precision="int8"),
+        lambda path: onnx_backend.quantize(fp32_graph, path, iter(inputs), signed_activations, fp32_manifest.input),
+    )
     fp32 = onnx_backend.OnnxBackend(fp32_graph, "fp32", settings.torch_threads)
     int8 = onnx_backend.OnnxBackend(int8_graph, "int8", settings.torch_threads)
     stacked = np.stack(inputs)

@@ -7,6 +7,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,34 +122,19 @@ def scan(directory: Path) -> list[WeightsEntry]:
     return entries
 
 
-def place_in_repository(
-    weights: Path,
-    repository: Path,
-    name: str,
-    *,
-    architecture: str,
-    version: int | None = None,
-    labels: Path | None = None,
-    backend: str | None = None,
+def place_version(
+    repository: Path, name: str, fill: Callable[[Path], dict[str, str | None]], version: int | None = None
 ) -> Path:
-    """Copy ``weights`` (and ``labels``) into ``repository/name/version/`` with its model.toml; returns the folder.
+    """Assemble a new version of model ``name`` in ``repository``: ``fill(folder)`` writes its files and returns
+    the model.toml keys. Returns the version folder.
 
     The folder is assembled under a hidden name and renamed into place, so a
     polling server never sees half a version. ``version`` None: one above the highest.
     """
-    from service.core.architectures import ARCHITECTURES
-    from service.core.models import BACKENDS
     from service.core.repository import MODEL_FILE, MODEL_NAME, version_folders, write_model_file
 
     if not MODEL_NAME.match(name):
         raise FetchError(f"model name {name!r} must be letters, digits, '_', '.' or '-' (64 at most)")
-    if architecture not in ARCHITECTURES:
-        raise FetchError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    if backend is not None and backend not in BACKENDS:
-        raise FetchError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    for source in (weights, labels):
-        if source is not None and not source.is_file():
-            raise FetchError(f"{source} is not a file")
     model_dir = repository / name
     existing = [v.version for v in version_folders(repository, name)]
     number = version if version is not None else max(existing, default=0) + 1
@@ -160,19 +146,73 @@ def place_in_repository(
     staging = model_dir / f".tmp-{number}-{os.getpid()}"
     staging.mkdir(parents=True)
     try:
-        shutil.copyfile(weights, staging / weights.name)
-        if labels is not None:
-            shutil.copyfile(labels, staging / labels.name)
-        write_model_file(
-            staging / MODEL_FILE,
-            architecture=architecture,
-            weights=weights.name,
-            sha256=sha256_file(staging / weights.name),
-            labels=labels.name if labels is not None else None,
-            backend=backend,
-        )
+        write_model_file(staging / MODEL_FILE, fill(staging))
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def place_in_repository(
+    weights: Path,
+    repository: Path,
+    name: str,
+    *,
+    architecture: str,
+    version: int | None = None,
+    labels: Path | None = None,
+    backend: str | None = None,
+) -> Path:
+    """Copy ``weights`` (and ``labels``) into a new version of model ``name``, checked as a server would load it.
+
+    The weights must load strictly into ``architecture`` and have as many
+    classes as the labels (ImageNet's 1000 without ``labels``): a version that
+    a server would refuse is refused here.
+    """
+    from service.core.architectures import ARCHITECTURES, imagenet_labels
+    from service.core.models import BACKENDS, read_labels
+
+    if architecture not in ARCHITECTURES:
+        raise FetchError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    if backend is not None and backend not in BACKENDS:
+        raise FetchError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    for source in (weights, labels):
+        if source is not None and not source.is_file():
+            raise FetchError(f"{source} is not a file")
+    try:
+        label_names = read_labels(labels) if labels is not None else imagenet_labels()
+        num_classes = _class_count(architecture, weights)
+    except StartupError as error:
+        raise FetchError(str(error)) from None
+    if num_classes != len(label_names):
+        labels_source = str(labels) if labels is not None else "the ImageNet labels"
+        raise FetchError(
+            f"{weights} has {num_classes} classes but {labels_source} has {len(label_names)} labels: "
+            "pass --labels FILE with one label per class"
+        )
+
+    def fill(folder: Path) -> dict[str, str | None]:
+        shutil.copyfile(weights, folder / weights.name)
+        if labels is not None:
+            shutil.copyfile(labels, folder / labels.name)
+        return {
+            "architecture": architecture,
+            "weights": weights.name,
+            "sha256": sha256_file(folder / weights.name),
+            "labels": labels.name if labels is not None else None,
+            "backend": backend,
+        }
+
+    return place_version(repository, name, fill, version)
+
+
+def _class_count(architecture: str, weights: Path) -> int:
+    """The class count of ``weights``, loaded strictly as the server would (needs the [torch] extra)."""
+    try:
+        from service.core.torch_networks import build_network
+    except ImportError as error:
+        raise StartupError(
+            f"checking {weights} needs torch ({error.name} is not installed): pip install 'classify-service[torch]'"
+        ) from None
+    return build_network(architecture, weights)[1]

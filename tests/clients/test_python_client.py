@@ -20,13 +20,11 @@ import pytest
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import REPO, ServerProcess
+from tests.support import REPO, ServerProcess, run_command, tree_bytes
 
 CLIENT = REPO / "clients" / "python"
 HEAVY = {"torch", "torchvision", "numpy", "pillow", "onnxruntime", "onnx", "timm", "fastapi"}
 MAX_VENV_BYTES = 80 * 1024 * 1024
-# The venv's own interpreter, away from the repository and its .venv.
-ISOLATED = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
 
 LIBRARY_SCRIPT = """
 import asyncio, json, sys
@@ -49,19 +47,6 @@ print(json.dumps(out))
 """
 
 
-def _run(args: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> str:
-    try:
-        result = subprocess.run(args, cwd=cwd, env=env or ISOLATED, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`{' '.join(args)}` did not finish within {timeout:.0f} s")
-    assert result.returncode == 0, f"`{' '.join(args)}` exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def _tree_bytes(root: Path) -> int:
-    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-
-
 def _top3(server: ServerProcess, image: bytes) -> list[tuple[str, int]]:
     with grpc.insecure_channel(server.grpc_address) as channel:
         reply = pb_grpc.ClassifierServiceStub(channel).Classify(pb.ClassifyRequest(image=image, top_k=3), timeout=60)
@@ -77,19 +62,19 @@ def test_the_wheel_alone_in_a_fresh_venv_classifies_over_grpc_and_http(
 ) -> None:
     """Built, installed without the server, light, and right over both transports (library and command)."""
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(CLIENT)], cwd=tmp_path, timeout=300, env=dict(os.environ))
+    run_command([sys.executable, "-m", "build", "--outdir", str(dist), str(CLIENT)], cwd=tmp_path, timeout=300, env=dict(os.environ))
     (sdist,) = dist.glob("classify_client-*.tar.gz")
     (wheel,) = dist.glob("classify_client-*-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"classify_client/_proto/classify/v1/classify_pb2.py", "classify_client/models/classify/v1/__init__.py"} <= names
 
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, timeout=120)
+    run_command([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, timeout=120)
     python = str(venv / "bin" / "python")
-    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=tmp_path, timeout=300)
-    installed = {p["name"].lower() for p in json.loads(_run([python, "-m", "pip", "list", "--format", "json"], cwd=tmp_path, timeout=60))}
+    run_command([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=tmp_path, timeout=300)
+    installed = {p["name"].lower() for p in json.loads(run_command([python, "-m", "pip", "list", "--format", "json"], cwd=tmp_path, timeout=60))}
     assert "classify-client" in installed and not installed & HEAVY, sorted(installed & HEAVY)
-    size = _tree_bytes(venv)
+    size = tree_bytes(venv)
     print(f"\nclient venv: {size / 2**20:.1f} MiB, {len(installed)} distributions: {', '.join(sorted(installed))}")
     assert size < MAX_VENV_BYTES, f"the client's venv is {size / 2**20:.1f} MiB"
 
@@ -100,14 +85,14 @@ def test_the_wheel_alone_in_a_fresh_venv_classifies_over_grpc_and_http(
 
     script = tmp_path / "use_library.py"
     script.write_text(LIBRARY_SCRIPT)
-    out = json.loads(_run([python, str(script), server.grpc_address, server.http_url, *map(str, images.values())], cwd=tmp_path, timeout=120))
+    out = json.loads(run_command([python, str(script), server.grpc_address, server.http_url, *map(str, images.values())], cwd=tmp_path, timeout=120))
     assert out["file"].startswith(str(venv)) and (out["api"], out["version"]) == ("classify.v1", "1.0.0")
     for key in ("grpc", "http", "http-async-batch"):
         assert [_labels(doc) for doc in out[key]] == expected, key
 
     command = str(venv / "bin" / "classify-client")
     for transport in ("grpc", "http"):
-        printed = _run(
+        printed = run_command(
             [command, "predict", *map(str, images.values()), "--json", "--top-k", "3", "--transport", transport,
              "--server", server.grpc_address, "--http", server.http_url],
             cwd=tmp_path, timeout=120,
@@ -115,6 +100,6 @@ def test_the_wheel_alone_in_a_fresh_venv_classifies_over_grpc_and_http(
         documents = [json.loads(line) for line in printed.splitlines()]
         assert [d["image"] for d in documents] == [str(p) for p in images.values()]
         assert [_labels(d) for d in documents] == expected, transport
-    table = _run([command, "predict", str(images["chelsea.png"]), "--top-k", "3", "--server", server.grpc_address], cwd=tmp_path, timeout=120)
+    table = run_command([command, "predict", str(images["chelsea.png"]), "--top-k", "3", "--server", server.grpc_address], cwd=tmp_path, timeout=120)
     assert table.splitlines()[1].lstrip().startswith(f"1. {expected[0][0][0]} ")  # "   1. <label>  <probability>"
     assert sdist.stat().st_size > 0

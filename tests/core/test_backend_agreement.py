@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from bench.int8_agreement import evaluation_set
-from service.core.catalog import model_specs
 from service.core.images import ImageLimits, decode_image
+from service.core.model_options import model_specs
 from service.core.models import BackendOptions, LoadedModel, ModelSpec, load_model
 from service.settings import Settings
 from tests.support import real_photos

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from service.core.admission import Admission
 from service.core.batching import Batcher, BatchingConfig
 from service.errors import DeadlineExceeded, Internal, Overloaded
 
@@ -37,7 +39,7 @@ def test_queued_requests_share_a_batch() -> None:
     """Requests that arrive while the model is busy are run together, up to max_batch_size."""
     backend = RecordingBackend()
     backend.release.clear()
-    batcher = Batcher(backend, BatchingConfig(max_batch_size=4, max_delay_s=0.0, max_queue=16), "t")
+    batcher = Batcher(backend, BatchingConfig(max_batch_size=4, max_delay_s=0.0), "t")
     first = batcher.submit(_item(0))
     time.sleep(0.05)  # the worker now holds `first` and waits on the backend
     rest = [batcher.submit(_item(i)) for i in range(1, 7)]
@@ -51,7 +53,7 @@ def test_queued_requests_share_a_batch() -> None:
 def test_cancelled_requests_do_not_take_a_slot() -> None:
     backend = RecordingBackend()
     backend.release.clear()
-    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=0.0, max_queue=16), "t")
+    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=0.0), "t")
     busy = batcher.submit(_item(0))
     time.sleep(0.05)
     gone = batcher.submit(_item(1))
@@ -65,7 +67,7 @@ def test_cancelled_requests_do_not_take_a_slot() -> None:
 
 def test_expired_deadline_fails_before_inference() -> None:
     backend = RecordingBackend()
-    batcher = Batcher(backend, BatchingConfig(max_queue=4), "t")
+    batcher = Batcher(backend, BatchingConfig(), "t")
     late = batcher.submit(_item(1), deadline=time.monotonic() - 1)
     with pytest.raises(DeadlineExceeded):
         late.result(5)
@@ -73,23 +75,37 @@ def test_expired_deadline_fails_before_inference() -> None:
     batcher.close()
 
 
-def test_full_queue_sheds_load() -> None:
+def test_admission_is_the_one_limit_and_refuses_with_retry_advice() -> None:
+    """Past the limit a request is refused at once with RetryInfo-worthy advice; leaving frees the place."""
+    admission = Admission(limit=2)
+
+    async def scenario() -> None:
+        with admission.admit(), admission.admit():
+            assert admission.in_flight == 2
+            with pytest.raises(Overloaded) as refused:
+                with admission.admit():
+                    pass
+            assert refused.value.retry_after == 1.0 and admission.in_flight == 2
+            assert not await admission.drained(0.05)
+        assert admission.in_flight == 0 and await admission.drained(0.05)
+
+    asyncio.run(scenario())
+
+
+def test_a_batcher_never_refuses_what_admission_let_in() -> None:
+    """The batcher's queue has no limit of its own: warm-up may queue a whole batch behind a busy model."""
     backend = RecordingBackend()
     backend.release.clear()
-    batcher = Batcher(backend, BatchingConfig(max_batch_size=1, max_delay_s=0.0, max_queue=2), "t")
-    batcher.submit(_item(0))
-    time.sleep(0.05)
-    batcher.submit(_item(1))
-    batcher.submit(_item(2))
-    with pytest.raises(Overloaded):
-        batcher.submit(_item(3))
+    batcher = Batcher(backend, BatchingConfig(max_batch_size=1, max_delay_s=0.0), "t")
+    futures = [batcher.submit(_item(i)) for i in range(20)]
     backend.release.set()
+    assert [float(f.result(5)[0]) for f in futures] == [2.0 * i for i in range(20)]
     batcher.close()
 
 
 def test_model_exception_fails_only_its_batch() -> None:
     backend = RecordingBackend(fail=True)
-    batcher = Batcher(backend, BatchingConfig(max_queue=4), "t")
+    batcher = Batcher(backend, BatchingConfig(), "t")
     with pytest.raises(Internal):
         batcher.submit(_item(1)).result(5)
     backend.fail = False
@@ -100,7 +116,7 @@ def test_model_exception_fails_only_its_batch() -> None:
 def test_a_lone_input_does_not_wait_for_companions() -> None:
     """With nothing else being decoded, an input runs at once even under a long max_delay."""
     backend = RecordingBackend()
-    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=60.0, max_queue=4), "t")
+    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=60.0), "t")
     assert float(batcher.submit(_item(1)).result(10)[0]) == 2.0
     assert backend.sizes == [1]
     batcher.close()
@@ -109,7 +125,7 @@ def test_a_lone_input_does_not_wait_for_companions() -> None:
 def test_a_batch_waits_for_inputs_still_being_prepared() -> None:
     """An input announced by preparing() joins the batch that formed while it was decoded."""
     backend = RecordingBackend()
-    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=60.0, max_queue=4), "t")
+    batcher = Batcher(backend, BatchingConfig(max_batch_size=8, max_delay_s=60.0), "t")
     with batcher.preparing():
         first = batcher.submit(_item(1))
         time.sleep(0.1)  # the worker holds `first` and waits for the announced input

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from torchvision.models import ResNet18_Weights
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
-from service.core.architectures import RESNET18
-from service.core.catalog import model_specs
+from service.core.architectures import EFFICIENTNET_LITE0, RESNET18
 from service.core.images import ImageLimits, decode_image
+from service.core.model_options import model_specs
 from service.core.models import load_model
 from service.core.preprocessing import Preprocessing
 from tests.support import real_photos
@@ -63,18 +64,40 @@ def test_top1_is_unchanged_against_resize_then_crop_on_photo_variants() -> None:
 
 def _resize_then_crop(pre: Preprocessing, image: Image.Image) -> np.ndarray:
     """torchvision's resize and centre crop of the whole image, then the same normalisation."""
-    image = tvf.center_crop(
-        tvf.resize(image, [pre.resize_size], interpolation=pre.interpolation, antialias=True), [pre.crop_size]
-    )
+    interpolation = InterpolationMode(pre.interpolation)
+    image = tvf.center_crop(tvf.resize(image, [pre.resize_size], interpolation=interpolation, antialias=True), [pre.crop_size])
     pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
     mean = np.asarray(pre.mean, np.float32)[:, None, None]
     std = np.asarray(pre.std, np.float32)[:, None, None]
     return (pixels - mean) / std
 
 
-def test_parameters_are_read_from_torchvision() -> None:
-    """Resize 256, crop 224 and ImageNet mean/std come from the weights' own transform."""
+def test_parameters_are_torchvisions() -> None:
+    """Resize 256, crop 224, ImageNet mean/std and bilinear: the weights' own transform, written out (no torchvision at serve time)."""
     transform = ResNet18_Weights.IMAGENET1K_V1.transforms()
     p = RESNET18.preprocessing
-    assert (p.resize_size, p.crop_size) == (256, 224)
+    assert [p.resize_size] == list(transform.resize_size) and [p.crop_size] == list(transform.crop_size)
     assert list(p.mean) == list(transform.mean) and list(p.std) == list(transform.std)
+    assert InterpolationMode(p.interpolation) == transform.interpolation and transform.antialias
+
+
+def test_imagenet_labels_are_torchvisions() -> None:
+    """The labels file served without torchvision holds torchvision's 1000 categories in order."""
+    from service.core.architectures import imagenet_labels
+
+    assert imagenet_labels() == tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_round_trips_through_a_manifest() -> None:
+    """An exported model's manifest stores the preprocessing; reading it back gives the same transform."""
+    for architecture in (RESNET18, EFFICIENTNET_LITE0):
+        assert Preprocessing.from_json(architecture.preprocessing.to_json()) == architecture.preprocessing
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"crop_size": 300}, {"interpolation": "cubic-ish"}, {"mean": [0.5, 0.5]}, {"std": [0.2, 0.0, 0.2]}, {"extra": 1}],
+)
+def test_refuses_a_bad_manifest_entry(fields: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        Preprocessing.from_json({**RESNET18.preprocessing.to_json(), **fields})

@@ -16,19 +16,31 @@ def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_resnet18_weights(tmp_path_factory.mktemp("repo-weights"), seed=3, num_classes=2)
 
 
-def test_placed_versions_number_up_and_read_back(tmp_path: Path, small_weights: Path) -> None:
-    """place_in_repository writes model.toml with the digest; versions count up; the spec names the version."""
-    labels = tmp_path / "pets.txt"
+@pytest.fixture(scope="module")
+def pet_labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    labels = tmp_path_factory.mktemp("repo-labels") / "pets.txt"
     labels.write_text("cat\ndog\n")
-    first = place_in_repository(small_weights, tmp_path / "repo", "pets", architecture="resnet18", labels=labels)
-    second = place_in_repository(small_weights, tmp_path / "repo", "pets", architecture="resnet18")
+    return labels
+
+
+def test_placed_versions_number_up_and_read_back(tmp_path: Path, small_weights: Path, pet_labels: Path) -> None:
+    """place_in_repository writes model.toml with the digest; versions count up; the spec names the version."""
+    first = place_in_repository(small_weights, tmp_path / "repo", "pets", architecture="resnet18", labels=pet_labels)
+    second = place_in_repository(small_weights, tmp_path / "repo", "pets", architecture="resnet18", labels=pet_labels)
     assert (first.name, second.name) == ("1", "2")
     (tmp_path / "repo" / "pets" / ".tmp-9-1").mkdir()  # a version being written: ignored
     assert [v.version for v in version_folders(tmp_path / "repo", "pets")] == [1, 2]
     spec = read_spec(version_folders(tmp_path / "repo", "pets")[0])
     assert (spec.name, spec.version, spec.architecture, spec.labels_file) == ("pets", "1", "resnet18", first / "pets.txt")
     with pytest.raises(FetchError, match="already exists"):
-        place_in_repository(small_weights, tmp_path / "repo", "pets", architecture="resnet18", version=2)
+        place_in_repository(small_weights, tmp_path / "repo", "pets", architecture="resnet18", labels=pet_labels, version=2)
+
+
+def test_weights_whose_classes_do_not_match_the_labels_are_refused(tmp_path: Path, small_weights: Path) -> None:
+    """A version the server would refuse to load (2 classes, ImageNet's 1000 labels) is refused when placed."""
+    with pytest.raises(FetchError, match=r"has 2 classes but the ImageNet labels has 1000 labels: pass --labels"):
+        place_in_repository(small_weights, tmp_path, "pets", architecture="resnet18")
+    assert not (tmp_path / "pets").exists() or not any((tmp_path / "pets").iterdir())
 
 
 BAD_FILES = {
@@ -45,17 +57,17 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_bad_model_file_names_the_file_and_the_key(case: str, tmp_path: Path, small_weights: Path) -> None:
+def test_bad_model_file_names_the_file_and_the_key(case: str, tmp_path: Path, small_weights: Path, pet_labels: Path) -> None:
     text, message = BAD_FILES[case]
-    folder = place_in_repository(small_weights, tmp_path, "pets", architecture="resnet18")
+    folder = place_in_repository(small_weights, tmp_path, "pets", architecture="resnet18", labels=pet_labels)
     (folder / "model.toml").write_text(text + "\n")
     with pytest.raises(ModelFileError) as error:
         read_spec(version_folders(tmp_path, "pets")[0])
     assert str(folder / "model.toml") in str(error.value) and message in str(error.value)
 
 
-def test_hash_mismatch_names_the_key_and_the_weights(tmp_path: Path, small_weights: Path) -> None:
-    folder = place_in_repository(small_weights, tmp_path, "pets", architecture="resnet18")
+def test_hash_mismatch_names_the_key_and_the_weights(tmp_path: Path, small_weights: Path, pet_labels: Path) -> None:
+    folder = place_in_repository(small_weights, tmp_path, "pets", architecture="resnet18", labels=pet_labels)
     with (folder / small_weights.name).open("ab") as stream:
         stream.write(b"tampered")
     with pytest.raises(ModelFileError, match=r"model\.toml: key 'sha256' is [0-9a-f]{64} but .* has SHA-256"):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from service.core.models import ModelSpec, load_model
-from service.core.weights import load_state_dict, verify_weights
+from service.core.torch_networks import load_state_dict
+from service.core.weights import verify_weights
 from service.errors import StartupError
 from tests.support import random_resnet18_weights
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from http_gateway.errors import HTTP_STATUS, OVERLOADED_STATUS
-from service.errors import ErrorCode
+from http_gateway.errors import HTTP_STATUS, http_status
+from service.errors import ErrorCode, Overloaded, PayloadTooLarge, RemoteError
 from service.grpc_server.errors import GRPC_STATUS
 from tests.core.test_images import _png_header_only
 from tests.support import ServerProcess
@@ -24,7 +24,15 @@ def test_tables_cover_every_code_and_agree_on_numbers() -> None:
     assert set(HTTP_STATUS) == set(ErrorCode) == set(GRPC_STATUS)
     for code, status in GRPC_STATUS.items():
         assert status.value[0] == int(code)
-    assert HTTP_STATUS[ErrorCode.RESOURCE_EXHAUSTED] == 413 and OVERLOADED_STATUS == 429
+
+
+
+def test_retry_advice_not_the_python_type_makes_resource_exhausted_429() -> None:
+    """Shed load (retry advice) is 429, a limit (none) 413, whatever class carries them."""
+    assert http_status(PayloadTooLarge("too big")) == 413
+    assert http_status(Overloaded("busy", retry_after=1.0)) == 429
+    assert http_status(RemoteError(ErrorCode.RESOURCE_EXHAUSTED, "busy upstream", retry_after=2.0)) == 429
+    assert http_status(RemoteError(ErrorCode.RESOURCE_EXHAUSTED, "too big upstream")) == 413
 
 
 def _truncated(photo: bytes) -> bytes:

@@ -140,3 +140,41 @@ def test_standalone_gateway_forwards_oip(server: ServerProcess, standalone_gatew
     assert httpx.get(standalone_gateway + "/v2/models/resnet18", timeout=30).json()["versions"] == ["1"]
     reply = httpx.get(standalone_gateway + "/v2/models/nope/config", timeout=30)
     assert reply.status_code == 404 and "nope" in reply.json()["error"]
+
+
+# Triton's REST routes for the calls this server leaves out (Triton's http_server.cc), with the gRPC method each is.
+UNIMPLEMENTED = [
+    ("GET", "/v2/systemsharedmemory/status", "SystemSharedMemoryStatus"),
+    ("GET", "/v2/systemsharedmemory/region/r0/status", "SystemSharedMemoryStatus"),
+    ("POST", "/v2/systemsharedmemory/region/r0/register", "SystemSharedMemoryRegister"),
+    ("POST", "/v2/systemsharedmemory/region/r0/unregister", "SystemSharedMemoryUnregister"),
+    ("POST", "/v2/systemsharedmemory/unregister", "SystemSharedMemoryUnregister"),
+    ("GET", "/v2/cudasharedmemory/status", "CudaSharedMemoryStatus"),
+    ("POST", "/v2/cudasharedmemory/region/r0/register", "CudaSharedMemoryRegister"),
+    ("POST", "/v2/cudasharedmemory/region/r0/unregister", "CudaSharedMemoryUnregister"),
+    ("GET", "/v2/trace/setting", "TraceSetting"),
+    ("POST", "/v2/trace/setting", "TraceSetting"),
+    ("GET", "/v2/models/resnet18/trace/setting", "TraceSetting"),
+    ("POST", "/v2/models/resnet18/versions/1/trace/setting", "TraceSetting"),
+    ("GET", "/v2/logging", "LogSettings"),
+    ("POST", "/v2/logging", "LogSettings"),
+]
+
+
+@pytest.mark.parametrize(("verb", "path", "method"), UNIMPLEMENTED, ids=[f"{v} {p}" for v, p, _ in UNIMPLEMENTED])
+def test_unimplemented_calls_are_501_naming_the_call(
+    server: ServerProcess, standalone_gateway: str, verb: str, path: str, method: str
+) -> None:
+    """Shared memory, trace and logging answer 501 {"error": "<the call> is not implemented ..."}, as gRPC's UNIMPLEMENTED says."""
+    import grpc
+
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+        with pytest.raises(grpc.RpcError) as refused:
+            call(b"", timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    for base in (server.http_url, standalone_gateway):
+        reply = httpx.request(verb, base + path, json={} if verb == "POST" else None, timeout=10)
+        assert reply.status_code == 501, reply.text
+        assert reply.json() == {"error": refused.value.details()}
+        assert f"inference.GRPCInferenceService/{method} is not implemented" in reply.json()["error"]

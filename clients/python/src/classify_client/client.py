@@ -31,8 +31,9 @@ import grpc
 import grpc.aio
 import httpx
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
-from google.rpc import code_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from classify_client._proto.classify.v1 import classify_pb2 as pb
@@ -126,11 +127,14 @@ def to_proto_json(message: betterproto2.Message) -> dict[str, Any]:
 
 
 def error_from_http(response: httpx.Response) -> ClassifyError:
-    """The google.rpc.Status JSON body of an HTTP error, or a code from the HTTP status when there is none."""
+    """The google.rpc.Status JSON body of an HTTP error, or a code from the HTTP status when there is none.
+
+    Retry advice is the Retry-After header (seconds), on any status that carries one.
+    """
     retry_after = None
-    if response.status_code == 429:
+    if "retry-after" in response.headers:
         try:
-            retry_after = float(response.headers.get("retry-after", "0"))
+            retry_after = float(response.headers["retry-after"])
         except ValueError:
             retry_after = 0.0
     try:
@@ -143,14 +147,19 @@ def error_from_http(response: httpx.Response) -> ClassifyError:
 
 
 def _grpc_error(error: grpc.RpcError) -> ClassifyError:
+    """The call's status; retry advice from google.rpc.RetryInfo in its rich status (grpc-status-details-bin)."""
     call: Any = error  # sync errors are grpc.Call too; aio ones are AioRpcError
     retry_after = None
     for key, value in call.trailing_metadata() or ():
-        if key == "retry-after":
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
             try:
-                retry_after = float(value)
-            except ValueError:
-                retry_after = 0.0
+                details = status_pb2.Status.FromString(value).details
+            except DecodeError:
+                continue
+            for detail in details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):
+                    retry_after = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
     return ClassifyError(call.code().name, call.details() or "", retry_after=retry_after)
 
 

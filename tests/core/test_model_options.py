@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.core.catalog import BUNDLED_MODEL, model_specs
+from service.core.model_options import BUNDLED_MODEL, model_specs
 from service.errors import StartupError
 
 

@@ -1,0 +1,1 @@
+"""Logs of real server processes."""

@@ -1,0 +1,1 @@
+"""README and docs/ commands, run as written against real servers."""

@@ -1,0 +1,1 @@
+"""Start-up failures: every bad setting or environment is one line, never a traceback."""

@@ -1,0 +1,1 @@
+"""The documentation: links, the configuration table."""

@@ -1,0 +1,1 @@
+"""The settings object: contradictions, messages, the generated configuration table."""
