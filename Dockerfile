@@ -85,9 +85,10 @@ COPY --from=weights /weights /app/weights
 # --read-only): whatever is written goes under /tmp, which must then be a tmpfs or a volume.
 # ONNX graphs of read-only weights (baked, mounted :ro, bundled) are cached in
 # CLASSIFY_CACHE_DIR; mount a volume there to keep them across restarts.
-# `docker stop` sends SIGKILL 10 s after SIGTERM: the drain (in-flight calls get up to
-# CLASSIFY_GRACE_PERIOD_S) and the process's own exit after it must fit. deploy/kubernetes sets
-# its own grace period, under its terminationGracePeriodSeconds.
+# `docker stop` sends SIGKILL 10 s after SIGTERM: the drain (still serving for --shutdown-delay-s,
+# 2 s by default, then in-flight calls get up to CLASSIFY_GRACE_PERIOD_S) and the process's own
+# exit after it must fit. deploy/kubernetes sets its own delay and grace period, under its
+# terminationGracePeriodSeconds.
 ENV HOME=/tmp \
     CLASSIFY_CACHE_DIR=/tmp/classify-cache \
     CLASSIFY_GRACE_PERIOD_S=5
@@ -99,5 +100,6 @@ EXPOSE 50051 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os,sys,grpc;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;c=grpc.insecure_channel('127.0.0.1:'+os.environ.get('CLASSIFY_GRPC_PORT','50051'));sys.exit(g.HealthStub(c).Check(h.HealthCheckRequest(),timeout=4).status!=h.HealthCheckResponse.SERVING)"]
 # Exec form: `classify serve` is PID 1 and gets docker stop's SIGTERM itself, which starts its
-# drain (NOT_SERVING, new calls refused, in-flight calls finish within CLASSIFY_GRACE_PERIOD_S).
+# drain (NOT_SERVING at once, new calls still served for CLASSIFY_SHUTDOWN_DELAY_S, then the
+# listeners close and in-flight calls finish within CLASSIFY_GRACE_PERIOD_S).
 ENTRYPOINT ["classify", "serve"]

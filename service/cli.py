@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "torch_threads", "max_image_bytes", "max_image_pixels", "max_batch_images",
                                         "jpeg_draft", "malloc_tuning"})
     bench.set_defaults(run=_bench)
+
+    from service.tools.cluster.cli import add_parser as add_cluster_parser  # imports nothing heavy
+
+    add_cluster_parser(commands)
     return parser
 
 

@@ -103,8 +103,12 @@ class Settings(BaseSettings):
     grace_period_s: float = Field(
         10.0, ge=0, description="seconds in-flight calls get to finish on shutdown"
     )
+    # Two of deploy/envoy's 1 s health-check intervals: Envoy has seen NOT_SERVING before the
+    # listeners close (deploy/kubernetes sets 5 s, for endpoint propagation; docs/scaling-out.md).
     shutdown_delay_s: float = Field(
-        1.0, ge=0, description="seconds new calls get UNAVAILABLE / 503 on shutdown before the listeners close"
+        2.0, ge=0,
+        description="seconds a replica keeps serving new calls after SIGTERM, health NOT_SERVING, "
+        "so that load balancers stop sending before its listeners close",
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="HTTP requests' deadline, decoding, queueing and inference included"

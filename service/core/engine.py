@@ -131,6 +131,10 @@ class Engine:
     def in_flight(self) -> int:
         return self.admission.in_flight
 
+    @property
+    def admitted(self) -> int:
+        return self.admission.admitted
+
     async def drained(self, timeout: float) -> bool:
         return await self.admission.drained(timeout)
 
@@ -311,7 +315,12 @@ class EngineRef:
         self._engine = engine
 
     def drain(self) -> None:
-        """Refuse new calls (UNAVAILABLE) and report not ready; calls in flight still finish."""
+        """Report not ready from now on (readiness, ``classify_model_ready``); calls are still served.
+
+        A draining replica keeps answering whatever a load balancer still sends it
+        until its health checks have noticed (service/roots/serve.py, the drain order):
+        refusing those calls is what fails them behind a balancer.
+        """
         self._draining = True
         if self._engine is not None:
             for name in self._engine.registry.names():
@@ -325,6 +334,4 @@ class EngineRef:
         engine = self._engine
         if engine is None:
             raise Unavailable("the model is still loading; retry shortly")
-        if self._draining:
-            raise Unavailable("server is shutting down; retry on another replica")
         return engine

@@ -66,10 +66,20 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return _rebuild(handler, lambda b: _unary(b, method, rid), lambda b: _streaming(b, method, rid))
 
 
-async def _start(context: grpc.aio.ServicerContext, rid: str) -> float:
+def _start(rid: str) -> float:
     request_id.set(rid)
-    await context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
     return time.perf_counter()
+
+
+async def _send_headers(context: grpc.aio.ServicerContext, rid: str) -> None:
+    """Response headers (with the request id) go out with the first answer, never before.
+
+    Until then the call has sent nothing, so a proxy may still retry it elsewhere: an
+    error is a Trailers-Only response (Envoy retries a gRPC status only from one,
+    envoyproxy/envoy#17629), and a replica that dies mid-call has sent no headers
+    (Envoy retries a reset only before them). Errors carry the request id in trailers.
+    """
+    await context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
 
 
 def _finish(method: str, code: grpc.StatusCode, started: float) -> None:
@@ -81,7 +91,7 @@ def _finish(method: str, code: grpc.StatusCode, started: float) -> None:
 
 def _unary(behavior: Behavior, method: str, rid: str) -> Behavior:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started = await _start(context, rid)
+        started = _start(rid)
         try:
             response = await behavior(request, context)
         except grpc.aio.AbortError:
@@ -89,7 +99,8 @@ def _unary(behavior: Behavior, method: str, rid: str) -> Behavior:
         except Exception as exc:  # noqa: BLE001 (mapped, and logged when unexpected)
             error = as_service_error(exc)
             _finish(method, GRPC_STATUS[error.code], started)
-            await abort(context, error)
+            await abort(context, error, ((REQUEST_ID_HEADER, rid),))
+        await _send_headers(context, rid)
         _finish(method, grpc.StatusCode.OK, started)
         return response
 
@@ -98,16 +109,22 @@ def _unary(behavior: Behavior, method: str, rid: str) -> Behavior:
 
 def _streaming(behavior: Behavior, method: str, rid: str) -> Behavior:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started = await _start(context, rid)
+        started = _start(rid)
+        sent = False
         try:
             async for response in behavior(request, context):
+                if not sent:
+                    await _send_headers(context, rid)
+                    sent = True
                 yield response
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001
             error = as_service_error(exc)
             _finish(method, GRPC_STATUS[error.code], started)
-            await abort(context, error)
+            await abort(context, error, ((REQUEST_ID_HEADER, rid),))
+        if not sent:
+            await _send_headers(context, rid)
         _finish(method, grpc.StatusCode.OK, started)
 
     return call

@@ -56,6 +56,26 @@ def test_request_ids_are_taken_or_generated_and_echoed(server: ServerProcess, ph
         assert dict(call.initial_metadata())["x-request-id"] == "grpc-7"
 
 
+def test_grpc_errors_are_trailers_only_with_the_request_id(server: ServerProcess) -> None:
+    """A failed call sends no response headers before its status (Trailers-Only), the request id in trailers.
+
+    A proxy retries a gRPC status only from a Trailers-Only response (envoyproxy/envoy#17629),
+    and a reset only before response headers: headers sent at the start of every call made
+    neither retryable (deploy/envoy/envoy.yaml).
+    """
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = pb_grpc.ClassifierServiceStub(channel)
+        try:
+            stub.Classify(pb.ClassifyRequest(image=b"junk"), metadata=(("x-request-id", "grpc-8"),), timeout=30)
+        except grpc.RpcError as error:
+            failed = error
+        else:
+            raise AssertionError("junk was classified")
+    assert failed.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failed.initial_metadata() == ()  # nothing came before the status
+    assert dict(failed.trailing_metadata())["x-request-id"] == "grpc-8"
+
+
 def test_logs_are_json_lines_with_request_ids(server: ServerProcess) -> None:
     httpx.get(f"{server.http_url}/v1/models/resnet18", headers={"x-request-id": "log-probe-1"}, timeout=10)
     records = []

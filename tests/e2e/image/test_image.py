@@ -225,9 +225,10 @@ def test_docker_stop_drains_in_flight_calls_and_exits_0(service: Container, phot
     """SIGTERM to PID 1 while batches run on both transports: admitted calls complete, exit 0, no SIGKILL.
 
     `docker stop` gets the Deployment's terminationGracePeriodSeconds, as the kubelet would
-    (plain `docker stop` waits 10 s: the image's CLASSIFY_GRACE_PERIOD_S is 5). A call that
-    reaches the server after SIGTERM is refused cleanly (UNAVAILABLE / 503, as documented);
-    none may be cut off or fail otherwise, and the drain must have had work to do.
+    (plain `docker stop` waits 10 s: the image's CLASSIFY_GRACE_PERIOD_S is 5). The calls are
+    admitted before SIGTERM, so all must complete; one that reached the server only after the
+    shutdown delay would be refused by the transport (UNAVAILABLE / connection refused), never
+    cut off. The drain must have had work to do.
     """
     grace_s = deployment_pod_spec()["terminationGracePeriodSeconds"]
     assert DRAIN_GRACE_S < grace_s

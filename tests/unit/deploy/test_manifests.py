@@ -224,3 +224,44 @@ def container_ports() -> list[int]:
     exposed = [int(port) for c in final_stage() if c.cmd == "EXPOSE" for port in c.value]
     assert sorted(exposed) == sorted(p["containerPort"] for p in container()["ports"]), "EXPOSE != Deployment ports"
     return exposed
+
+
+# -- the drain and the autoscaler: the same timings as the service and deploy/envoy
+
+def _env(name: str) -> str:
+    values = {e["name"]: e.get("value") for e in container()["env"]}
+    assert values.get(name) is not None, f"the Deployment sets no {name}"
+    return str(values[name])
+
+
+def test_pod_drain_fits_the_probes_envoy_and_the_grace_period() -> None:
+    """SIGTERM: NOT_SERVING, serving for the shutdown delay, then in-flight calls within the grace period, exit 0."""
+    delay, grace = float(_env("CLASSIFY_SHUTDOWN_DELAY_S")), float(_env("CLASSIFY_GRACE_PERIOD_S"))
+    pod = the("Deployment")["spec"]["template"]["spec"]
+    # 10 s for the process's own exit and the kubelet's margin (the exit itself is about a second).
+    assert delay + grace + 10 <= pod["terminationGracePeriodSeconds"]
+    readiness, liveness = container()["readinessProbe"], container()["livenessProbe"]
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= delay, "readiness sees a drain too late"
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > delay + grace, "a drain would trip liveness"
+    assert "lifecycle" not in container(), "the delay lives in the process: a preStop sleep would add to it"
+    from service.tools.cluster.envoy_config import load_template
+
+    for cluster in load_template()["static_resources"]["clusters"]:
+        (check,) = cluster["health_checks"]
+        assert float(check["interval"].rstrip("s")) + float(check["timeout"].rstrip("s")) <= delay, cluster["name"]
+        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        assert address["address"].startswith(the("Service", "classify-headless")["metadata"]["name"] + ".")
+        assert address["port_value"] in {p["port"] for p in the("Service", "classify-headless")["spec"]["ports"]}
+
+
+def test_autoscaler_scales_on_images_in_flight_per_pod_at_one_batch() -> None:
+    from service.metrics import IN_FLIGHT
+
+    metrics = the("HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert [m["type"] for m in metrics] == ["Pods"], "one signal: images in flight (CPU is busy at any load)"
+    pods = metrics[0]["pods"]
+    assert pods["metric"]["name"] == IN_FLIGHT._name  # a metric the service exports
+    assert pods["target"] == {"type": "AverageValue", "averageValue": str(Settings.model_fields["batch_max_size"].default)}
+    annotations = the("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    assert annotations["prometheus.io/port"] == str(ports["http"]) and annotations["prometheus.io/path"] == "/metrics"
