@@ -21,6 +21,7 @@ from service.core.malloc_tuning import return_freed_memory
 from service.core.models import LoadedModel, ModelInfo
 from service.core.registry import ModelRegistry, ServedVersion
 from service.core.statistics import StageTimes, Statistics, StatisticsRecorder
+from service.core.tracing import CoreTracer, ImageTrace, model_attributes
 from service.errors import (
     INTERNAL_MESSAGE,
     DeadlineExceeded,
@@ -92,9 +93,11 @@ class Engine:
         max_in_flight: int,
         jpeg_draft: bool = True,
         dynamic: bool = False,
+        tracer: CoreTracer | None = None,
     ) -> None:
         if not models and not dynamic:
             raise ValueError("an engine needs at least one model")
+        self._tracer = tracer  # None: tracing is off, and no image does any tracing work
         self._default = models[0].info.name if models else ""
         self._limits = limits
         self._jpeg_draft = jpeg_draft
@@ -206,7 +209,10 @@ class Engine:
 
     def _served_version(self, model: LoadedModel) -> ServedVersion:
         statistics = StatisticsRecorder()
-        batcher = Batcher(self._inference_function(model), self._batching, model.info.name, statistics)
+        batcher = Batcher(
+            self._inference_function(model), self._batching, model.info.name, statistics,
+            tracer=self._tracer, trace_attributes=model_attributes(model.info),
+        )
         return ServedVersion(model, batcher, statistics)
 
     @property
@@ -278,14 +284,15 @@ class Engine:
             )
         self._admit(+1)
         started, times = time.perf_counter(), StageTimes()
+        trace = self._tracer.image(served.info) if self._tracer is not None else None
         ok = False
         try:
             if timeout is None:
-                row = await self._probabilities(image, served, None, times)
+                row = await self._probabilities(image, served, None, times, trace)
             else:
                 try:
                     async with asyncio.timeout(timeout):
-                        row = await self._probabilities(image, served, time.monotonic() + timeout, times)
+                        row = await self._probabilities(image, served, time.monotonic() + timeout, times, trace)
                 except TimeoutError:
                     raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
             answered = time.perf_counter()
@@ -293,7 +300,13 @@ class Engine:
             times.compute_output = time.perf_counter() - answered
             ok = True
             return result
+        except BaseException as error:
+            if trace is not None:
+                trace.failed(error)
+            raise
         finally:
+            if trace is not None:
+                trace.end()
             self._admit(-1)
             served.statistics.finished(time.perf_counter() - started, times if ok else None)
 
@@ -365,13 +378,15 @@ class Engine:
         threading.Thread(target=release, name="release-model", daemon=True).start()
 
     async def _probabilities(
-        self, image: bytes, served: ServedVersion, deadline: float | None, times: StageTimes
+        self, image: bytes, served: ServedVersion, deadline: float | None, times: StageTimes, trace: ImageTrace | None
     ) -> np.ndarray:
         loop = asyncio.get_running_loop()
         batcher, loaded = served.batcher, served.model
         with batcher.preparing():
             inputs, times.compute_input = await loop.run_in_executor(self._decode_pool, self._prepare, image, loaded)
-        future = batcher.submit(inputs, deadline, times)
+        if trace is not None:
+            trace.queued(times.compute_input)
+        future = batcher.submit(inputs, deadline, times, trace)
         return await asyncio.wrap_future(future)
 
     def _prepare(self, image: bytes, loaded: LoadedModel) -> tuple[np.ndarray, float]:
