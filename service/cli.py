@@ -13,11 +13,12 @@ from pathlib import Path
 from classify_client.cli import add_predict_arguments
 from service.errors import StartupError
 from service.logs import configure_logging
-from service.settings import add_settings_arguments, settings_from_args
+from service.settings import Settings, add_settings_arguments, settings_from_args
 
 GATEWAY_SETTINGS = {
     "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s",
     "auth_token_file", "admin_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "docs", "log_level", "log_format",
+    *(name for name in Settings.model_fields if name.startswith("otel_")),  # tracing (docs/tracing.md)
 }
 
 
@@ -27,7 +28,7 @@ def _run_server(args: argparse.Namespace) -> int:
     except ValueError as error:  # pydantic's ValidationError names the bad setting
         print(f"classify serve: invalid configuration:\n{error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, trace_ids=settings.tracing)
     # Each root imports only what it runs: the gateway loads no model library.
     if args.command == "serve":
         from service.roots.serve import serve as entry

@@ -6,7 +6,7 @@ The layers, each importing only those below it:
     service.errors   <-  service.core      <-  service.api
 
 ``service.errors`` and the shared plumbing (auth, metrics, request ids, logs,
-settings) sit below every layer; ``service.tools`` (bench, quantize, export,
+settings, tracing) sit below every layer; ``service.tools`` (bench, quantize, export,
 codegen, weights files) sits beside serving and nothing that serves imports it.
 """
 
@@ -19,21 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from service.settings import Settings, env_name
 from tests.support import REPO
 
 TRANSPORTS = ("grpc", "grpc_health", "grpc_reflection", "fastapi", "starlette", "uvicorn")
 GENERATED = ("classify", "inference", "google")
 SERVING_ONLY = ("service.core", "service.api", "service.grpc_server", "service.roots")
 TOOLS = ("service.tools", "service.cli")
-PLUMBING = ("service.auth", "service.metrics", "service.request_context", "service.logs", "service.settings")
+PLUMBING = ("service.auth", "service.metrics", "service.request_context", "service.logs", "service.settings",
+            "service.tracing")
 ML = ("torch", "torchvision", "onnxruntime", "PIL")
 
 # Module prefix -> import prefixes its modules must never import (module level or lazily).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "service.errors": ("service", "http_gateway"),
     "service.core": (*TRANSPORTS, *GENERATED, "http_gateway", "service.contract", "service.api", "service.grpc_server",
-                     "service.roots", *TOOLS, "service.auth", "service.settings", "service.logs"),
+                     "service.roots", *TOOLS, "service.auth", "service.settings", "service.logs", "service.tracing",
+                     # The core may use OpenTelemetry's API (service/core/tracing.py), never the SDK or an exporter.
+                     "opentelemetry.sdk", "opentelemetry.exporter"),
     "service.contract": ("grpc.", "fastapi", "starlette", "uvicorn", "http_gateway", *SERVING_ONLY, *TOOLS, *PLUMBING),
     "service.api": ("grpc.", "fastapi", "starlette", "uvicorn", "http_gateway", "service.grpc_server", "service.roots", *TOOLS),
     "service.grpc_server": ("fastapi", "starlette", "uvicorn", "http_gateway", "service.core", "service.roots", *TOOLS),
@@ -43,6 +46,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "service.request_context": ("http_gateway", *SERVING_ONLY, *TOOLS),
     "service.logs": ("http_gateway", *SERVING_ONLY, *TOOLS),
     "service.settings": ("http_gateway", *SERVING_ONLY, *TOOLS),
+    "service.tracing": ("http_gateway", *SERVING_ONLY, *TOOLS),
     "service.roots": TOOLS,
 }
 
@@ -125,7 +129,7 @@ def test_core_imports_no_transport_and_no_generated_code() -> None:
 def test_readme_documents_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     for name in Settings.model_fields:
-        flag, env = "--" + name.replace("_", "-"), "CLASSIFY_" + name.upper()
+        flag, env = "--" + name.replace("_", "-"), env_name(name)
         assert f"| `{flag}` | `{env}` |" in readme, f"README's configuration table lacks {flag}"
 
 
