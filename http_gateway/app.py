@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,7 +20,7 @@ from http_gateway.backends import RpcBackend
 from http_gateway.errors import install_error_handlers
 from http_gateway.json_schema import component_schemas
 from http_gateway.limits import BodyLimitMiddleware
-from http_gateway.middleware import CallMiddleware
+from http_gateway.middleware import OPEN_PATHS, CallMiddleware
 from http_gateway.oip_routes import CONTROL_PATHS as OIP_CONTROL_PATHS
 from http_gateway.oip_routes import add_oip_routes
 from http_gateway.routes import http_routes
@@ -29,6 +29,7 @@ from http_gateway.try_it import add_try_it_page
 from http_gateway.tutorial_routes import add_tutorial_routes
 from service.auth import AdminVerifier, TokenVerifier
 from service.contract.services import CLASSIFIER_SERVICE, CONTROL_METHODS
+from service.tracing import Tracing
 
 SERVICES: tuple[ServiceDescriptor, ...] = (CLASSIFIER_SERVICE,)
 
@@ -42,9 +43,24 @@ def create_app(
     docs: bool = True,
     services: Sequence[ServiceDescriptor] = SERVICES,
     admin: AdminVerifier | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
-    """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream)."""
+    """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream).
+
+    With ``tracing``, FastAPI's own OpenTelemetry support makes each request's SERVER span
+    (HTTP semantic conventions, W3C context from the headers); health, /metrics and the
+    try-it page's files are not traced. Without it FastAPI traces nothing.
+    """
     app = FastAPI(
+        telemetry={
+            "tracer_provider": tracing.provider if tracing is not None else None,
+            "tracing": tracing is not None,
+            "metrics": False,  # Prometheus has these (/metrics)
+            "logs": False,  # errors are logged by the service's own handlers
+            "operation_spans": False,  # one span a request; the core's spans say where the time went
+            "auto_configure": False,  # no exporter from FASTAPI_OTEL_AUTO_CONFIGURE: service/tracing.py owns export
+            "exclude": _untraced,
+        },
         title="classify",
         summary="Image classification: top-K ImageNet classes over HTTP (derived from classify.proto)",
         version="1",
@@ -63,7 +79,9 @@ def create_app(
     # Model control routes (derived from the RPCs' annotations) need an admin token.
     admin_paths = [compile_path(r.path)[0] for r in routes if r.method in CONTROL_METHODS]
     admin_paths += [compile_path(path)[0] for path in OIP_CONTROL_PATHS]
-    app.add_middleware(CallMiddleware, verifier=verifier, admin=admin, admin_paths=admin_paths)  # added last: runs first
+    app.add_middleware(  # added last: runs first
+        CallMiddleware, verifier=verifier, admin=admin, admin_paths=admin_paths, traced=tracing is not None
+    )
     app.add_route("/metrics", _metrics, include_in_schema=False)
 
     requests = [r.method.input_type for r in routes]
@@ -82,6 +100,12 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    """Health checks, /metrics and the try-it page's static files make no spans."""
+    path = scope.get("path", "")
+    return path in OPEN_PATHS or path == "/metrics"
 
 
 async def _metrics(request: Request) -> Response:

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterable
 
+from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +29,7 @@ class CallMiddleware:
     """Outermost middleware: every response, errors included, carries the request id.
 
     Requests whose path matches one of ``admin_paths`` (model control) also need an admin token.
+    With ``traced``, the request's SERVER span (FastAPI's) records the request id.
     """
 
     def __init__(
@@ -36,8 +38,10 @@ class CallMiddleware:
         verifier: TokenVerifier | None,
         admin: AdminVerifier | None = None,
         admin_paths: Iterable[re.Pattern[str]] = (),
+        traced: bool = False,
     ) -> None:
         self.app = app
+        self.traced = traced
         self.verifier = verifier
         self.admin = admin
         self.admin_paths = tuple(admin_paths)
@@ -49,6 +53,8 @@ class CallMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         rid = accept_request_id(headers.get(REQUEST_ID_HEADER))
         request_id.set(rid)
+        if self.traced:
+            trace.get_current_span().set_attribute("classify.request_id", rid)
         started = time.perf_counter()
         status = 500
 

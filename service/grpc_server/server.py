@@ -29,6 +29,7 @@ from service.grpc_server.servicers import (
     TutorialClassifierServicer,
     UnimplementedMethods,
 )
+from service.tracing import Tracing
 
 
 class GrpcServer:
@@ -44,11 +45,14 @@ class GrpcServer:
         verifier: TokenVerifier | None = None,
         reflection_enabled: bool = True,
         admin: AdminVerifier | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         admin_methods = [method_path(m) for m in CONTROL_METHODS]
         self.server = grpc.aio.server(
             interceptors=[
-                CallInterceptor(SERVED_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS, admin, admin_methods)
+                CallInterceptor(
+                    SERVED_SERVICES, (HEALTH_SERVICE,), verifier, OPEN_METHODS, admin, admin_methods, tracing
+                )
             ],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),

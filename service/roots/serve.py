@@ -23,10 +23,12 @@ from service.core.images import ImageLimits
 from service.core.malloc_tuning import keep_freed_memory_in_the_heap
 from service.core.models import BackendOptions, LoadedModel, load_model
 from service.core.threads import run_on_exiting_thread
+from service.core.tracing import CoreTracer
 from service.errors import StartupError
 from service.grpc_server.server import GrpcServer
 from service.roots.common import admin_verifier, stop_event, tls_files, token_verifier
 from service.settings import Settings
+from service.tracing import SERVE_SERVICE_NAME, Tracing, configure
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def _backend_options(settings: Settings) -> BackendOptions:
     return BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads, spin=settings.onnx_spin)
 
 
-def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
+def build_engine(settings: Settings, tracing: Tracing | None = None) -> tuple[Engine, ModelControl]:
     """Load and verify the models, warm them up, then load the model repository (blocking; run off the event loop)."""
     engine = Engine(
         load_models(settings),
@@ -73,6 +75,7 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
         max_in_flight=settings.queue_size,
         jpeg_draft=settings.jpeg_draft,
         dynamic=settings.model_repository is not None,
+        tracer=CoreTracer(tracing.provider) if tracing is not None else None,
     )
     engine.warm_up()
     control = ModelControl(
@@ -106,6 +109,7 @@ def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
 async def serve(settings: Settings) -> int:
     """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
     logger.info("starting with settings:\n%s", settings.summary())
+    tracing = configure(settings, SERVE_SERVICE_NAME)  # None (and no SDK imported) unless OTEL_* switch it on
     verifier, tls = token_verifier(settings), tls_files(settings)
     admin = admin_verifier(settings, verifier)
     engine_ref, control_ref = EngineRef(), ControlRef()
@@ -119,6 +123,7 @@ async def serve(settings: Settings) -> int:
         verifier=verifier,
         reflection_enabled=settings.reflection,
         admin=admin,
+        tracing=tracing,
     )
     grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
@@ -128,6 +133,7 @@ async def serve(settings: Settings) -> int:
         verifier=verifier,
         docs=settings.docs,
         admin=admin,
+        tracing=tracing,
     )
     http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s, tls)
     await grpc_server.start()
@@ -142,7 +148,7 @@ async def serve(settings: Settings) -> int:
     stop = stop_event()
     loop = asyncio.get_running_loop()
     # Loaded on a thread that exits: it leaves no OpenMP team behind (service/core/threads.py).
-    loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings))
+    loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings, tracing))
     stopped = asyncio.ensure_future(stop.wait())
     pending: set[asyncio.Future[Any]] = {loading, stopped}
     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -190,6 +196,8 @@ async def serve(settings: Settings) -> int:
     await asyncio.gather(grpc_server.stop(settings.grace_period_s), http_task)
     if engine is not None:
         await loop.run_in_executor(None, engine.close)
+    if tracing is not None:  # the last spans, within SHUTDOWN_TIMEOUT_S
+        await loop.run_in_executor(None, tracing.shutdown)
     logger.info("stopped")
     return status
 
