@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         5000, "OTEL_BSP_SCHEDULE_DELAY", gt=0, description="milliseconds between exports"
     )
     otel_bsp_max_export_batch_size: int = _otel(
-        512, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", ge=1, description="most spans in one export"
+        512, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", ge=1, description="most spans in one export (at most the queue size)"
     )
 
     @model_validator(mode="after")
@@ -182,12 +182,6 @@ class Settings(BaseSettings):
             raise ValueError("--tls-cert-file and --tls-key-file go together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("--tls-client-ca-file (mTLS) needs --tls-cert-file and --tls-key-file")
-        return self
-
-    @model_validator(mode="after")
-    def _export_batch(self) -> Settings:
-        if self.otel_bsp_max_export_batch_size > self.otel_bsp_max_queue_size:
-            raise ValueError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed OTEL_BSP_MAX_QUEUE_SIZE")
         return self
 
     @property

@@ -124,8 +124,11 @@ def _peer_attributes(peer: str) -> dict[str, Any]:
     return {"network.peer.address": host.strip("[]"), "network.peer.port": int(port)}
 
 
-def configure(settings: Settings, default_service_name: str) -> Tracing | None:
-    """The SDK set up from ``settings`` (OTEL_*); None, importing nothing, while tracing is off."""
+def configure(settings: Settings, default_service_name: str, exporter: SpanExporter | None = None) -> Tracing | None:
+    """The SDK set up from ``settings`` (OTEL_*); None, importing nothing, while tracing is off.
+
+    ``exporter`` replaces the one the settings name (tests pass the SDK's in-memory exporter).
+    """
     if not settings.tracing:
         return None
     from opentelemetry.sdk.resources import Resource
@@ -138,7 +141,7 @@ def configure(settings: Settings, default_service_name: str) -> Tracing | None:
         "service.version": _version(),
     })
     provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
-    provider.add_span_processor(_processor(settings, _exporter(settings)))
+    provider.add_span_processor(_processor(settings, _counting(exporter) if exporter else _exporter(settings)))
     logger.info(
         "tracing on: %s spans to %s (%s), sampler %s",
         resource.attributes["service.name"], _where(settings), settings.otel_traces_exporter or "otlp",
@@ -241,7 +244,7 @@ def _processor(settings: Settings, exporter: SpanExporter) -> Any:
         exporter,
         max_queue_size=settings.otel_bsp_max_queue_size,
         schedule_delay_millis=settings.otel_bsp_schedule_delay,
-        max_export_batch_size=settings.otel_bsp_max_export_batch_size,
+        max_export_batch_size=min(settings.otel_bsp_max_export_batch_size, settings.otel_bsp_max_queue_size),
     )
 
 
