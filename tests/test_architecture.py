@@ -142,3 +142,18 @@ def test_readme_has_a_curl_example_for_every_route() -> None:
     readme = (REPO / "README.md").read_text()
     for path in app.openapi()["paths"]:
         assert f"http://127.0.0.1:8000{path.replace('{name}', 'resnet18').replace('{version}', '1')}" in readme, path
+
+
+def test_tracing_off_imports_no_opentelemetry_sdk() -> None:
+    """With no OTEL_* variable, building both roots' tracing imports neither the SDK nor an exporter."""
+    result = _probe(
+        "import os, sys\n"
+        "for name in [n for n in os.environ if n.startswith('OTEL_')]: del os.environ[name]\n"
+        "import service.roots.serve, service.roots.gateway\n"
+        "from service.settings import Settings\n"
+        "from service.tracing import configure\n"
+        "assert configure(Settings(), 'classify') is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter'))))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
