@@ -42,10 +42,20 @@ def _env(tree: Path, otel: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'gen'}", **otel}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc), all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     name: str, tree: Path, otel: dict[str, str], weights: Path, cache: Path, out: Path, logs: Path, duration: str
 ) -> dict[str, dict[str, float]]:
-    """Serve from ``tree`` with the ``otel`` variables, run the closed loop, stop; figures by mode."""
+    """Serve from ``tree`` with the ``otel`` variables, run the closed loop, stop; figures by mode.
+
+    Besides throughput and latency, the server's own CPU time per image: a figure that other load on
+    a shared machine disturbs much less than throughput (the load generator is another process).
+    """
     grpc_port, http_port = free_port(), free_port()
     process = start(name, [
         sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
@@ -53,19 +63,25 @@ def measure(
         "--log-format", "json",
     ], logs, env=_env(tree, otel), cwd=tree)
     processes = {name: process}
+    figures: dict[str, dict[str, float]] = {}
     try:
         with Client(f"127.0.0.1:{grpc_port}") as client:
             wait_until(name, process, client.ready, logs)
-        subprocess.run([
-            sys.executable, "-m", "service.cli", "bench", "--grpc", f"127.0.0.1:{grpc_port}",
-            "--http", f"http://127.0.0.1:{http_port}", "--modes", ",".join(MODES), "--concurrency", "16",
-            "--duration", duration, "--max-requests", "5000", "--warmup", "2", "--no-reference", "--out", str(out),
-        ], cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=_env(REPO, {}))
+        for mode in MODES:
+            cpu = _cpu_seconds(process.pid)
+            subprocess.run([
+                sys.executable, "-m", "service.cli", "bench", "--grpc", f"127.0.0.1:{grpc_port}",
+                "--http", f"http://127.0.0.1:{http_port}", "--modes", mode, "--concurrency", "16",
+                "--duration", duration, "--max-requests", "5000", "--warmup", "0", "--no-reference",
+                "--out", str(out / mode),
+            ], cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=_env(REPO, {}))
+            cpu = _cpu_seconds(process.pid) - cpu
+            (run,) = [r for r in json.loads((out / mode / "results.json").read_text())["runs"] if r["target"] == "service"]
+            figures[mode] = {"throughput": run["throughput"], "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"],
+                             "cpu_ms_per_image": 1000 * cpu / max(1, run["images"])}
     finally:
         stop(processes)
-    runs = json.loads((out / "results.json").read_text())["runs"]
-    return {r["mode"]: {"throughput": r["throughput"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
-            for r in runs if r["target"] == "service"}
+    return figures
 
 
 def example_trace(weights: Path, cache: Path, logs: Path) -> str:
@@ -141,8 +157,12 @@ def main(argv: list[str]) -> int:
     pairs = [("on", "off")] + ([("off", "baseline")] if "baseline" in configs else [])
     ratios = {f"{a}/{b}": {mode: [r[a][mode]["throughput"] / r[b][mode]["throughput"] for r in rounds] for mode in MODES}
               for a, b in pairs}
-    summary = {"rounds": rounds, "ratios": ratios, "load_average": load,
-               "median_ratio": {k: {m: statistics.median(v) for m, v in by_mode.items()} for k, by_mode in ratios.items()}}
+    cpu_ratios = {f"{a}/{b}": {mode: [r[a][mode]["cpu_ms_per_image"] / r[b][mode]["cpu_ms_per_image"] for r in rounds]
+                               for mode in MODES} for a, b in pairs}
+    summary = {"rounds": rounds, "ratios": ratios, "cpu_ratios": cpu_ratios, "load_average": load,
+               "median_ratio": {k: {m: statistics.median(v) for m, v in by_mode.items()} for k, by_mode in ratios.items()},
+               "median_cpu_ratio": {k: {m: statistics.median(v) for m, v in by_mode.items()}
+                                    for k, by_mode in cpu_ratios.items()}}
     (out / "ratio.json").write_text(json.dumps(summary, indent=2) + "\n")
     names = list(configs)
     lines = [
@@ -151,22 +171,27 @@ def main(argv: list[str]) -> int:
         + (" --baseline-tree TREE" if "baseline" in configs else "") + "`; the configurations alternate within "
         "each round. `on`: every request traced (the default sampler), spans exported over OTLP/HTTP to a rotel "
         "collector on this machine; `off`: no OTEL_* variable"
-        + ("; `baseline`: the same server from a tree without tracing" if "baseline" in configs else "") + ".\n",
+        + ("; `baseline`: the same server from a tree without tracing" if "baseline" in configs else "")
+        + ". Throughput is images per second seen by the load generator; CPU is the server process's own "
+        "CPU time (all threads) per image served, which other work on a shared machine disturbs far less.\n",
         "| round | mode | " + " | ".join(f"{n} img/s" for n in names) + " | "
-        + " | ".join(f"{a}/{b}" for a, b in pairs) + " | " + " | ".join(f"{n} p99 ms" for n in names) + " |",
-        "|---|---|" + "---:|" * (2 * len(names) + len(pairs)),
+        + " | ".join(f"{n} CPU ms/img" for n in names) + " | "
+        + " | ".join(f"{a}/{b} img/s" for a, b in pairs) + " | " + " | ".join(f"{a}/{b} CPU" for a, b in pairs) + " |",
+        "|---|---|" + "---:|" * (2 * len(names) + 2 * len(pairs)),
     ]
     for i, r in enumerate(rounds, 1):
         for mode in MODES:
             lines.append(
                 f"| {i} | {mode} | " + " | ".join(f"{r[n][mode]['throughput']:.1f}" for n in names) + " | "
+                + " | ".join(f"{r[n][mode]['cpu_ms_per_image']:.1f}" for n in names) + " | "
                 + " | ".join(f"{r[a][mode]['throughput'] / r[b][mode]['throughput']:.3f}" for a, b in pairs) + " | "
-                + " | ".join(f"{r[n][mode]['p99_ms']:.0f}" for n in names) + " |"
+                + " | ".join(f"{r[a][mode]['cpu_ms_per_image'] / r[b][mode]['cpu_ms_per_image']:.3f}" for a, b in pairs)
+                + " |"
             )
     for mode in MODES:
-        lines.append(f"| median | {mode} | " + " | " * (len(names) - 1) + " | "
-                     + " | ".join(f"{summary['median_ratio'][f'{a}/{b}'][mode]:.3f}" for a, b in pairs)
-                     + " |" + " |" * len(names))
+        lines.append(f"| median | {mode} |" + " |" * (2 * len(names)) + " "
+                     + " | ".join(f"{summary['median_ratio'][f'{a}/{b}'][mode]:.3f}" for a, b in pairs) + " | "
+                     + " | ".join(f"{summary['median_cpu_ratio'][f'{a}/{b}'][mode]:.3f}" for a, b in pairs) + " |")
     lines += ["", f"Load average (1, 5, 15 min; {os.cpu_count()} CPUs, a machine shared with other work): "
               + "; ".join(load) + ".", "", "An example trace from the same run: [example-trace.txt](example-trace.txt)."]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -3,6 +3,7 @@ export to a real OpenTelemetry collector (rotel), which relays to a receiver in 
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import time
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from classify_client.client import Client
 
+from classify_client.client import Client
 from tests.otel import Collector, Span, collector, render
 from tests.support import REPO, GatewayProcess, ServerProcess, start_gateway, start_server
 
@@ -182,10 +183,17 @@ def test_an_unreachable_collector_fails_no_request_and_does_not_stretch_the_drai
             elapsed = time.monotonic() - started
         metrics = httpx.get(server.http_url + "/metrics", timeout=10).text
     finally:
-        stop_started = time.monotonic()
         code = server.stop()
-        stopped_in = time.monotonic() - stop_started
     dropped = sum(float(m) for m in re.findall(r"^classify_trace_spans_dropped_total\{.*\} (\S+)$", metrics, re.M))
     assert dropped > 0, metrics
     assert elapsed < 60, f"20 calls took {elapsed:.1f} s"
-    assert code == 0 and stopped_in < 8, f"stopped with {code} in {stopped_in:.1f} s:\n{server.log()[-3000:]}"
+    # From SIGTERM to "stopped" (the drain, then the bounded span flush): the SDK's own shutdown
+    # would have waited about 8 s more for the missing collector.
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    records = {r["message"].split(":")[0]: r["time"] for r in lines if "message" in r}
+    seconds = (_when(records["stopped"]) - _when(records["shutting down"])).total_seconds()
+    assert code == 0 and seconds < 4, f"stopped with {code} after {seconds:.1f} s:\n{server.log()[-3000:]}"
+
+
+def _when(stamp: str) -> datetime.datetime:
+    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
