@@ -35,10 +35,12 @@ class GatedBackend:
     def __init__(self, fail: bool = False) -> None:
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # a batch reached the model
         self.fail = fail
         self.sizes: list[int] = []
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        self.entered.set()
         self.gate.wait(10)
         self.sizes.append(len(batch))
         if self.fail:
@@ -76,8 +78,10 @@ async def _classify_together(engine: Engine, backend: GatedBackend, count: int, 
     batcher = engine.registry.served()[0].batcher
     with tracer.start_as_current_span("request", kind=trace.SpanKind.SERVER):
         backend.gate.clear()
+        backend.entered.clear()
         first = asyncio.ensure_future(engine.classify(_png(0)))
-        await asyncio.sleep(0.2)  # decoded and inside the held model
+        while not backend.entered.is_set():  # decoded and inside the held model
+            await asyncio.sleep(0.01)
         rest = [asyncio.ensure_future(engine.classify(_png(i * 20))) for i in range(1, count)]
         while batcher.queue_depth < count - 1:
             await asyncio.sleep(0.01)
