@@ -1,7 +1,8 @@
-"""One interceptor per call: request id, bearer auth, metrics and error mapping, in that order."""
+"""One interceptor per call: its span (when tracing is on), request id, bearer auth, metrics and error mapping."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -10,10 +11,12 @@ from typing import Any
 import grpc
 
 from service.auth import Authorizer
+from service.contract.services import PROBE_METHODS
 from service.errors import ServiceError
 from service.grpc_server.errors import GRPC_STATUS, abort, as_service_error
 from service.metrics import REQUEST_SECONDS, REQUESTS
 from service.request_context import REQUEST_ID_HEADER, accept_request_id, request_id
+from service.tracing import Tracing
 
 logger = logging.getLogger("classify.access")
 
@@ -41,9 +44,14 @@ def _denied(handler: grpc.RpcMethodHandler, error: ServiceError) -> grpc.RpcMeth
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Every call: the access table's check (service/contract/access.py); calls of ``services`` also get a
-    request id, metrics, access logs and error mapping (health and reflection do not)."""
+    request id, metrics, access logs and error mapping (health and reflection do not).
 
-    def __init__(self, services: Iterable[str], authorizer: Authorizer) -> None:
+    With ``tracing``, each call of ``services`` (denied ones too) runs inside its SERVER span;
+    probes (health, the OIP's liveness and readiness) and reflection are never traced.
+    """
+
+    def __init__(self, services: Iterable[str], authorizer: Authorizer, tracing: Tracing | None = None) -> None:
+        self._tracing = tracing
         self._prefixes = tuple(f"/{name}/" for name in services)
         self._authorizer = authorizer
 
@@ -55,15 +63,63 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
+        served = method.startswith(self._prefixes)
+        rid = accept_request_id(metadata.get(REQUEST_ID_HEADER)) if served else ""
         try:
             self._authorizer.check(method, metadata.get("authorization"))
         except ServiceError as error:
             REQUESTS.labels("grpc", method, GRPC_STATUS[error.code].name).inc()
-            return _denied(handler, error)
-        if not method.startswith(self._prefixes):
+            handler = _denied(handler, error)
+            if self._tracing is None or not served or method in PROBE_METHODS:
+                return handler
+            return _traced(handler, self._tracing, method, metadata, rid)
+        if not served:
             return handler
-        rid = accept_request_id(metadata.get(REQUEST_ID_HEADER))
-        return _rebuild(handler, lambda b: _unary(b, method, rid), lambda b: _streaming(b, method, rid))
+        handler = _rebuild(handler, lambda b: _unary(b, method, rid), lambda b: _streaming(b, method, rid))
+        if self._tracing is None or method in PROBE_METHODS:
+            return handler
+        return _traced(handler, self._tracing, method, metadata, rid)
+
+
+def _traced(
+    handler: grpc.RpcMethodHandler, tracing: Tracing, method: str, metadata: dict[str, str], rid: str
+) -> grpc.RpcMethodHandler:
+    """``handler`` inside the call's SERVER span, whose status is the one the client gets."""
+
+    def outcome(span: Any, context: grpc.aio.ServicerContext, cancelled: bool) -> None:
+        code = grpc.StatusCode.CANCELLED if cancelled else context.code() or grpc.StatusCode.OK
+        tracing.set_grpc_status(span, code.name, code.value[0], context.details() or "")
+
+    def unary(behavior: Behavior) -> Behavior:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            with tracing.grpc_server_span(method, metadata, context.peer(), rid) as span:
+                cancelled = False
+                try:
+                    return await behavior(request, context)
+                except asyncio.CancelledError:
+                    cancelled = True
+                    raise
+                finally:
+                    outcome(span, context, cancelled)
+
+        return call
+
+    def streaming(behavior: Behavior) -> Behavior:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            with tracing.grpc_server_span(method, metadata, context.peer(), rid) as span:
+                cancelled = False
+                try:
+                    async for response in behavior(request, context):
+                        yield response
+                except asyncio.CancelledError:
+                    cancelled = True
+                    raise
+                finally:
+                    outcome(span, context, cancelled)
+
+        return call
+
+    return _rebuild(handler, unary, streaming)
 
 
 def _start(rid: str) -> float:

@@ -25,10 +25,12 @@ from service.core.malloc_tuning import keep_freed_memory_in_the_heap
 from service.core.model_options import model_specs
 from service.core.models import BackendOptions, LoadedModel, load_model
 from service.core.threads import run_on_exiting_thread
+from service.core.tracing import CoreTracer
 from service.errors import StartupError
 from service.grpc_server.server import GrpcServer
 from service.roots.common import authorizer, check_listen, stop_event, tls_files
 from service.settings import Settings
+from service.tracing import SERVE_SERVICE_NAME, Tracing, configure
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def _backend_options(settings: Settings) -> BackendOptions:
     return BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads, spin=settings.onnx_spin)
 
 
-def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
+def build_engine(settings: Settings, tracing: Tracing | None = None) -> tuple[Engine, ModelControl]:
     """Load and verify the models, warm them up, then load the model repository (blocking; run off the event loop)."""
     engine = Engine(
         load_models(settings),
@@ -70,6 +72,7 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
         max_in_flight=settings.queue_size,
         jpeg_draft=settings.jpeg_draft,
         dynamic=settings.model_repository is not None,
+        tracer=CoreTracer(tracing.provider) if tracing is not None else None,
     )
     engine.warm_up()
     control = ModelControl(
@@ -111,6 +114,7 @@ async def serve(
     check_listen(settings.host, settings.grpc_port, "--grpc-port")
     check_listen(settings.host, settings.http_port, "--http-port")
     logger.info("starting with settings:\n%s", settings.summary())
+    tracing = configure(settings, SERVE_SERVICE_NAME)  # None (and no SDK imported) unless OTEL_* switch it on
     access, tls = authorizer(settings), tls_files(settings)
     engine_ref, control_ref = EngineRef(), ControlRef()
     classifier, tutorial = ClassifierServiceApi(engine_ref, control_ref), TutorialClassifierApi(engine_ref)
@@ -122,6 +126,7 @@ async def serve(
         max_message_bytes=settings.max_request_bytes,
         authorizer=access,
         reflection_enabled=settings.reflection,
+        tracing=tracing,
     )
     grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
@@ -130,6 +135,7 @@ async def serve(
         request_timeout_s=settings.request_timeout_s,
         authorizer=access,
         docs=settings.docs,
+        tracing=tracing,
     )
     http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s, tls)
     await grpc_server.start()
@@ -146,7 +152,7 @@ async def serve(
     stop = stop or stop_event()
     loop = asyncio.get_running_loop()
     # Loaded on a thread that exits: it leaves no OpenMP team behind (service/core/threads.py).
-    loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings))
+    loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings, tracing))
     stopped = asyncio.ensure_future(stop.wait())
     pending: set[asyncio.Future[Any]] = {loading, stopped}
     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -178,6 +184,8 @@ async def serve(
     await _drain(settings, engine, engine_ref, grpc_server, http_server, http_task)
     if engine is not None:
         await loop.run_in_executor(None, engine.close)
+    if tracing is not None:  # the last spans, within SHUTDOWN_TIMEOUT_S
+        await loop.run_in_executor(None, tracing.shutdown)
     # 5. Exit promptly. The interpreter's last garbage collections would walk every object the
     #    ML libraries created: 2-9 s after this point, 24 s on a busy 2-core machine, all of it
     #    inside a pod's grace period. Frozen objects are never collected, which no longer matters.

@@ -6,7 +6,7 @@ The layers, each importing only those below it:
     service.errors   <-  service.core      <-  service.api
 
 ``service.errors`` and the shared plumbing (auth, metrics, request ids, logs,
-settings) sit below every layer; ``service.tools`` (bench, quantize, export,
+settings, tracing) sit below every layer; ``service.tools`` (bench, quantize, export,
 codegen, weights files) sits beside serving and nothing that serves imports it.
 """
 
@@ -19,21 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from service.settings import Settings, env_name
 from tests.support import REPO
 
 TRANSPORTS = ("grpc", "grpc_health", "grpc_reflection", "fastapi", "starlette", "uvicorn")
 GENERATED = ("classify", "inference", "google")
 SERVING_ONLY = ("service.core", "service.api", "service.grpc_server", "service.roots")
 TOOLS = ("service.tools", "service.cli")
-PLUMBING = ("service.auth", "service.metrics", "service.request_context", "service.logs", "service.settings")
+PLUMBING = ("service.auth", "service.metrics", "service.request_context", "service.logs", "service.settings",
+            "service.tracing")
 ML = ("torch", "torchvision", "onnxruntime", "PIL")
 
 # Module prefix -> import prefixes its modules must never import (module level or lazily).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "service.errors": ("service", "http_gateway"),
     "service.core": (*TRANSPORTS, *GENERATED, "http_gateway", "service.contract", "service.api", "service.grpc_server",
-                     "service.roots", *TOOLS, "service.auth", "service.settings", "service.logs"),
+                     "service.roots", *TOOLS, "service.auth", "service.settings", "service.logs", "service.tracing",
+                     # The core may use OpenTelemetry's API (service/core/tracing.py), never the SDK or an exporter.
+                     "opentelemetry.sdk", "opentelemetry.exporter"),
     "service.contract": ("grpc.", "fastapi", "starlette", "uvicorn", "http_gateway", *SERVING_ONLY, *TOOLS, *PLUMBING),
     "service.api": ("grpc.", "fastapi", "starlette", "uvicorn", "http_gateway", "service.grpc_server", "service.roots", *TOOLS),
     "service.grpc_server": ("fastapi", "starlette", "uvicorn", "http_gateway", "service.core", "service.roots", *TOOLS),
@@ -43,6 +46,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "service.request_context": ("http_gateway", *SERVING_ONLY, *TOOLS),
     "service.logs": ("http_gateway", *SERVING_ONLY, *TOOLS),
     "service.settings": ("http_gateway", *SERVING_ONLY, *TOOLS),
+    "service.tracing": ("http_gateway", *SERVING_ONLY, *TOOLS),
     "service.roots": TOOLS,
 }
 
@@ -178,7 +182,7 @@ def test_the_configuration_page_is_generated_from_the_settings() -> None:
 
     assert page_table(PAGE.read_text()) == markdown_table(), "run: python -m service.tools.settings_table --write"
     for name in Settings.model_fields:
-        assert f"`CLASSIFY_{name.upper()}`" in markdown_table()
+        assert f"`{env_name(name)}`" in markdown_table()
 
 
 def test_readme_has_a_curl_example_for_every_route() -> None:
@@ -190,3 +194,18 @@ def test_readme_has_a_curl_example_for_every_route() -> None:
     docs = "".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     for path in app.openapi()["paths"]:
         assert f"http://127.0.0.1:8000{path.replace('{name}', 'resnet18').replace('{version}', '1')}" in docs, path
+
+
+def test_tracing_off_imports_no_opentelemetry_sdk() -> None:
+    """With no OTEL_* variable, building both roots' tracing imports neither the SDK nor an exporter."""
+    result = _probe(
+        "import os, sys\n"
+        "for name in [n for n in os.environ if n.startswith('OTEL_')]: del os.environ[name]\n"
+        "import service.roots.serve, service.roots.gateway\n"
+        "from service.settings import Settings\n"
+        "from service.tracing import configure\n"
+        "assert configure(Settings(), 'classify') is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter'))))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
