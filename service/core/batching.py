@@ -79,6 +79,11 @@ class Batcher:
         self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
+    @property
+    def queue_depth(self) -> int:
+        """Inputs waiting for a batch (what classify_queue_depth reports)."""
+        return self._queue.qsize()
+
     @contextmanager
     def preparing(self) -> Iterator[None]:
         """Mark one input as on its way (decoding), so a forming batch waits for it."""

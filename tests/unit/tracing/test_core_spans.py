@@ -65,7 +65,7 @@ def _png(shade: int) -> bytes:
 def _engine(backend: GatedBackend, spans: Traced | None, max_batch: int = 8) -> Engine:
     engine = Engine(
         [_model(backend)], limits=ImageLimits(1 << 20, 1 << 20),
-        batching=BatchingConfig(max_batch_size=max_batch, max_delay_s=0.0, max_queue=64),
+        batching=BatchingConfig(max_batch_size=max_batch, max_delay_s=0.0),
         decode_workers=2, max_batch_images=16, max_in_flight=64,
         tracer=CoreTracer(spans.tracing.provider) if spans is not None else None,
     )
