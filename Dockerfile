@@ -17,7 +17,7 @@
 #   docker run --read-only --tmpfs /tmp -p 50051:50051 -p 8000:8000 classify-service:0.1.0
 #
 # docs/image.md: what each image holds, volumes (the slim image serves exported graphs, not
-# .pth files), the measured size, start time and memory. tests/image/ builds and runs both.
+# .pth files), the measured size, start time and memory. tests/e2e/image/ builds and runs both.
 
 # Any Debian-based Python 3.11 image with python3 -m venv and useradd: the official slim image,
 # or the one `make image` builds from Debian packages where no registry is reachable.
@@ -109,9 +109,10 @@ COPY --from=export /weights /app/weights
 # --read-only): whatever is written goes under /tmp, which must then be a tmpfs or a volume.
 # ONNX graphs of read-only weights (baked, mounted :ro, bundled) are exported by the first start
 # into CLASSIFY_CACHE_DIR; mount a volume there to keep them across restarts.
-# `docker stop` sends SIGKILL 10 s after SIGTERM: the drain (in-flight calls get up to
-# CLASSIFY_GRACE_PERIOD_S) and the process's own exit after it must fit. deploy/kubernetes sets
-# its own grace period, under its terminationGracePeriodSeconds.
+# `docker stop` sends SIGKILL 10 s after SIGTERM: the drain (still serving for --shutdown-delay-s,
+# 2 s by default, then in-flight calls get up to CLASSIFY_GRACE_PERIOD_S) and the process's own
+# exit after it must fit. deploy/kubernetes sets its own delay and grace period, under its
+# terminationGracePeriodSeconds.
 ENV HOME=/tmp \
     CLASSIFY_CACHE_DIR=/tmp/classify-cache \
     CLASSIFY_GRACE_PERIOD_S=5
@@ -146,9 +147,10 @@ WORKDIR /app
 COPY --from=export /graphs /app/graphs
 # The root filesystem may be read-only (Kubernetes readOnlyRootFilesystem, docker run
 # --read-only): nothing is written at run time but HOME's caches, under /tmp (a tmpfs or a volume).
-# `docker stop` sends SIGKILL 10 s after SIGTERM: the drain (in-flight calls get up to
-# CLASSIFY_GRACE_PERIOD_S) and the process's own exit after it must fit. deploy/kubernetes sets
-# its own grace period, under its terminationGracePeriodSeconds.
+# `docker stop` sends SIGKILL 10 s after SIGTERM: the drain (still serving for --shutdown-delay-s,
+# 2 s by default, then in-flight calls get up to CLASSIFY_GRACE_PERIOD_S) and the process's own
+# exit after it must fit. deploy/kubernetes sets its own delay and grace period, under its
+# terminationGracePeriodSeconds.
 ENV HOME=/tmp \
     CLASSIFY_CACHE_DIR=/app/graphs \
     CLASSIFY_GRACE_PERIOD_S=5
@@ -160,5 +162,6 @@ EXPOSE 50051 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os,sys,grpc;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;c=grpc.insecure_channel('127.0.0.1:'+os.environ.get('CLASSIFY_GRPC_PORT','50051'));sys.exit(g.HealthStub(c).Check(h.HealthCheckRequest(),timeout=4).status!=h.HealthCheckResponse.SERVING)"]
 # Exec form: `classify serve` is PID 1 and gets docker stop's SIGTERM itself, which starts its
-# drain (NOT_SERVING, new calls refused, in-flight calls finish within CLASSIFY_GRACE_PERIOD_S).
+# drain (NOT_SERVING at once, new calls still served for CLASSIFY_SHUTDOWN_DELAY_S, then the
+# listeners close and in-flight calls finish within CLASSIFY_GRACE_PERIOD_S).
 ENTRYPOINT ["classify", "serve"]

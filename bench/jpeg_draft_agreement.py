@@ -1,7 +1,7 @@
 """JPEG draft decoding vs full decoding: top-1 agreement and decode time on large real photos.
 
 Run: .venv/bin/python -m bench.jpeg_draft_agreement   (bundled efficientnet_lite0; results in README)
-The test suite runs the same check (tests/core/test_jpeg_draft.py) and requires >= 99 % agreement.
+The test suite runs the same check (tests/e2e/models/test_jpeg_draft.py) and requires >= 99 % agreement.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from an untimed first start. Each round runs both trees, the order alternating b
 - in the last round, RSS by component (/proc/PID/smaps grouped by mapping) of each process.
 
 With the image (default classify-service:<version>, built by `make image`; needs a Docker
-daemon: one is started as tests/image does where none answers): its size, `docker save | gzip`
+daemon: one is started as tests/e2e/image does where none answers): its size, `docker save | gzip`
 size, what its bytes are, and per round a cold start (`docker run` with the Deployment's options
 to SERVING on the published port) and RSS under the same load.
 
@@ -330,8 +330,8 @@ def gateway_round(tree: Tree, upstream: str, work: Path, duration: str, componen
 
 def image_figures(image: str, rounds: int, duration: str, logs: Path) -> dict[str, Any] | None:
     """Size, contents, and per round a cold start and RSS under load of the slim image; None without Docker."""
-    from tests.image import containers
-    from tests.image.dockerd import answers, docker_daemon
+    from tests.e2e.image import containers
+    from tests.e2e.image.dockerd import answers, docker_daemon
 
     docker = os.environ.get("CLASSIFY_DOCKER") or shutil.which("docker") or "/usr/bin/docker"
     if not answers(docker) and (os.geteuid() != 0 or shutil.which("dockerd") is None):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,10 +25,11 @@ from http_gateway.middleware import CallMiddleware
 from http_gateway.oip_routes import add_oip_routes
 from http_gateway.routes import http_routes
 from http_gateway.rpc_routes import add_rpc_routes, message_to_json
-from http_gateway.try_it import add_try_it_page
+from http_gateway.try_it import PAGES, add_try_it_page
 from http_gateway.tutorial_routes import add_tutorial_routes
 from service.auth import Authorizer
-from service.contract.services import CLASSIFIER_SERVICE
+from service.contract.services import CLASSIFIER_SERVICE, PROBE_METHODS
+from service.tracing import Tracing
 
 SERVICES: tuple[ServiceDescriptor, ...] = (CLASSIFIER_SERVICE,)
 
@@ -40,9 +42,25 @@ def create_app(
     authorizer: Authorizer | None = None,
     docs: bool = True,
     services: Sequence[ServiceDescriptor] = SERVICES,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
-    """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream)."""
+    """Build the gateway over ``backend`` (in-process API objects or a gRPC upstream).
+
+    With ``tracing``, FastAPI's own OpenTelemetry support makes each request's SERVER span
+    (HTTP semantic conventions, W3C context from the headers); health, /metrics and the
+    try-it page's files are not traced. Without it FastAPI traces nothing.
+    """
+    calls = RouteCalls()  # which RPC a request calls: for access, and whether to trace it
     app = FastAPI(
+        telemetry={
+            "tracer_provider": tracing.provider if tracing is not None else None,
+            "tracing": tracing is not None,
+            "metrics": False,  # Prometheus has these (/metrics)
+            "logs": False,  # errors are logged by the service's own handlers
+            "operation_spans": False,  # one span a request; the core's spans say where the time went
+            "auto_configure": False,  # no exporter from FASTAPI_OTEL_AUTO_CONFIGURE: service/tracing.py owns export
+            "exclude": partial(_untraced, calls=calls),
+        },
         title="classify",
         summary="Image classification: top-K ImageNet classes over HTTP (derived from classify.proto)",
         version="1",
@@ -50,6 +68,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
+    calls.routes = app.router.routes  # the app's own list: the routes added below are seen too
     install_error_handlers(app)
     routes = http_routes(services)
     add_rpc_routes(app, routes, backend, request_timeout_s)
@@ -59,7 +78,9 @@ def create_app(
     add_try_it_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     # Added last, so it runs first: access is checked before any body is read.
-    app.add_middleware(CallMiddleware, authorizer=authorizer or Authorizer(None, None), calls=RouteCalls(app.router.routes))
+    app.add_middleware(
+        CallMiddleware, authorizer=authorizer or Authorizer(None, None), calls=calls, traced=tracing is not None
+    )
     app.add_route("/metrics", _metrics, include_in_schema=False)
 
     requests = [r.method.input_type for r in routes]
@@ -78,6 +99,14 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _untraced(scope: MutableMapping[str, Any], calls: RouteCalls) -> bool:
+    """Probes (health, the OIP's liveness and readiness), /metrics and the try-it page's files make no spans."""
+    path = scope.get("path", "")
+    if path == "/metrics" or path in PAGES:
+        return True
+    return scope.get("type") == "http" and calls.method(scope) in PROBE_METHODS
 
 
 async def _metrics(request: Request) -> Response:

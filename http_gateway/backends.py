@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.contract.services import model_health_service
 from service.contract.status import DETAILS_TRAILER, retry_after
 from service.errors import ErrorCode, NotFound, RemoteError, ServiceError
+from service.tracing import Tracing
 
 
 class RpcBackend(Protocol):
@@ -33,9 +34,16 @@ class RpcBackend(Protocol):
 
 
 class GrpcUpstreamBackend:
-    """Forwards calls to a remote `classify serve` over gRPC (grpc-gateway style)."""
+    """Forwards calls to a remote `classify serve` over gRPC (grpc-gateway style).
 
-    def __init__(self, target: str, max_message_bytes: int) -> None:
+    With ``tracing``, each call gets a CLIENT span under the HTTP request's span and
+    carries its W3C trace context upstream, so a request through the gateway is one
+    trace across both processes.
+    """
+
+    def __init__(self, target: str, max_message_bytes: int, tracing: Tracing | None = None) -> None:
+        self._target = target
+        self._tracing = tracing
         self._channel = grpc.aio.insecure_channel(
             target,
             options=[
@@ -60,10 +68,26 @@ class GrpcUpstreamBackend:
 
     async def call(self, method: MethodDescriptor, request: Message, timeout: float | None) -> Message:
         rpc = self._rpc(method)
+        if self._tracing is not None:
+            return await self._traced_call(rpc, method, request, timeout, self._tracing)
         try:
             return await rpc(request, timeout=timeout)
         except grpc.aio.AioRpcError as error:
             raise _service_error(error) from None
+
+    async def _traced_call(
+        self, rpc: grpc.aio.UnaryUnaryMultiCallable, method: MethodDescriptor, request: Message,
+        timeout: float | None, tracing: Tracing,
+    ) -> Message:
+        path = f"/{method.containing_service.full_name}/{method.name}"
+        with tracing.grpc_client_span(path, self._target) as (span, metadata):
+            try:
+                response = await rpc(request, timeout=timeout, metadata=metadata)
+            except grpc.aio.AioRpcError as error:
+                tracing.set_grpc_status(span, error.code().name, error.code().value[0], error.details() or "")
+                raise _service_error(error) from None
+            tracing.set_grpc_status(span, "OK", 0)
+            return response
 
     async def ready(self, model: str = "") -> bool:
         service = model_health_service(model) if model else ""

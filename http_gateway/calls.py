@@ -29,15 +29,15 @@ def rpc_extra(method: MethodDescriptor | str, **extra: Any) -> dict[str, Any]:
 class RouteCalls:
     """The RPC behind a request: that of the first route matching it fully (path and verb)."""
 
-    def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        self._routes = routes  # the app's own list: routes added after this object are seen too
+    def __init__(self, routes: Sequence[BaseRoute] = ()) -> None:
+        self.routes = routes  # the app's own list: routes added after this object are seen too
         self._table: list[tuple[APIRoute, str]] | None = None
 
     def _calls(self) -> list[tuple[APIRoute, str]]:
         if self._table is None:  # built on the first request, once every route is in place
             self._table = [
                 (route, str(extra[RPC_EXTENSION]))
-                for route in self._routes
+                for route in self.routes
                 if isinstance(route, APIRoute) and RPC_EXTENSION in (extra := route.openapi_extra or {})
             ]
         return self._table

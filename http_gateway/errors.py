@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
+from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.contract.status import error_status, retry_after_header
@@ -24,6 +25,7 @@ from service.errors import (
     NotFound,
     ServiceError,
 )
+from service.tracing import set_error
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ def error_response(error: ServiceError, path: str = "") -> JSONResponse:
         headers["Retry-After"] = retry_after_header(error.retry_after)
     if error.code == ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
+    span = trace.get_current_span()  # the request's SERVER span, when it is traced
+    if span.is_recording():
+        set_error(span, error.code.name, error.message)
     body: dict[str, Any]
     if is_oip_path(path):
         body = {"error": error.message}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,12 +26,14 @@ class CallMiddleware:
     RPC (``calls``); the try-it page's files are open (its API calls carry the
     token the person types in); any other route (/metrics, /docs, unknown paths)
     needs a token once tokens are configured.
+    With ``traced``, the request's SERVER span (FastAPI's) records the request id.
     """
 
-    def __init__(self, app: ASGIApp, authorizer: Authorizer, calls: RouteCalls) -> None:
+    def __init__(self, app: ASGIApp, authorizer: Authorizer, calls: RouteCalls, traced: bool = False) -> None:
         self.app = app
         self.authorizer = authorizer
         self.calls = calls
+        self.traced = traced
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,6 +42,8 @@ class CallMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         rid = accept_request_id(headers.get(REQUEST_ID_HEADER))
         request_id.set(rid)
+        if self.traced:
+            trace.get_current_span().set_attribute("classify.request_id", rid)
         started = time.perf_counter()
         status = 500
 

@@ -20,6 +20,7 @@ logger = logging.getLogger("classify")
 GATEWAY_SETTINGS = {
     "host", "http_port", "grpc_upstream", "max_request_bytes", "request_timeout_s", "grace_period_s",
     "auth_token_file", "admin_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "docs", "log_level", "log_format",
+    *(name for name in Settings.model_fields if name.startswith("otel_")),  # tracing (docs/tracing.md)
 }
 
 
@@ -39,7 +40,7 @@ def load_settings(args: argparse.Namespace) -> Settings | None:
         configure_logging("INFO", _log_format(args))
         logger.error("cannot start classify %s: %s", args.command, problem)
         return None
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, trace_ids=settings.tracing)
     for line in unknown_environment():
         logger.warning("%s", line)
     return settings
@@ -51,11 +52,15 @@ def _run_server(args: argparse.Namespace) -> int:
         return 2
     # Each root imports only what it runs: the gateway loads no model library.
     if args.command == "serve":
-        from service.roots.serve import serve as entry
+        from service.roots.serve import serve
+
+        run = serve(settings)
     else:
-        from service.roots.gateway import serve_gateway as entry
+        from service.roots.gateway import serve_gateway
+
+        run = serve_gateway(settings)
     try:
-        return asyncio.run(entry(settings))
+        return asyncio.run(run)
     except StartupError as error:
         logger.error("cannot start classify %s: %s", args.command, error)
         return 2
@@ -350,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "torch_threads", "max_image_bytes", "max_image_pixels", "max_batch_images",
                                         "jpeg_draft", "malloc_tuning"})
     bench.set_defaults(run=_bench)
+
+    from service.tools.cluster.cli import add_parser as add_cluster_parser  # imports nothing heavy
+
+    add_cluster_parser(commands)
     return parser
 
 

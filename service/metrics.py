@@ -25,6 +25,16 @@ BATCH_SIZE = Histogram(
     "classify_batch_size", "Images per inference batch.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 QUEUE_DEPTH = Gauge("classify_queue_depth", "Images waiting for an inference batch.", ["model"])
+QUEUE_WAIT_SECONDS = Histogram(
+    "classify_queue_wait_seconds", "Time an image waited in the queue before its batch started.", ["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_RELEASES = Counter(
+    "classify_batch_releases_total",
+    "Inference batches started, by why the batch was closed: full, timer (the wait for images being "
+    "decoded ran out), none_decoding (no other image was on its way), shutdown.",
+    ["model", "reason"],
+)
 IN_FLIGHT = Gauge("classify_images_in_flight", "Images admitted: decoding, queued or in inference.")
 SHED = Counter("classify_shed_total", "Images refused because the server was at capacity.")
 CANCELLED = Counter("classify_cancelled_total", "Queued images dropped because their caller left.", ["model"])
@@ -37,4 +47,10 @@ MODEL_LOADS = Counter("classify_model_loads_total", "Model version loads by outc
 MODEL_LOAD_SECONDS = Histogram(
     "classify_model_load_seconds", "Time to verify, load and warm up one model version.", ["model"],
     buckets=(0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+TRACE_SPANS_DROPPED = Counter(
+    "classify_trace_spans_dropped_total",
+    "Finished spans never exported: queue_full (the export queue was full), export_failed (the collector "
+    "refused them or was unreachable until the export timeout), shutdown (still queued when the process stopped).",
+    ["reason"],
 )

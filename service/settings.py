@@ -12,17 +12,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 _CPUS = os.cpu_count() or 1
 _MIB = 1 << 20
+Sampler = Literal[
+    "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"
+]
+
+
+def _otel(default: Any, *env: str, description: str, **constraints: Any) -> Any:
+    """A tracing setting read from OpenTelemetry's own variable (the first of ``env`` that is set), not CLASSIFY_*."""
+    return Field(default, validation_alias=AliasChoices(*env), description=description, **constraints)
 
 
 class Settings(BaseSettings):
     """Service settings. Each field is also a flag (--grpc-port) and an env var (CLASSIFY_GRPC_PORT)."""
 
-    model_config = SettingsConfigDict(env_prefix="CLASSIFY_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="CLASSIFY_", frozen=True, extra="forbid", populate_by_name=True)
 
     host: str = Field("0.0.0.0", description="address both servers listen on")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one)")
@@ -43,7 +51,7 @@ class Settings(BaseSettings):
     )
     # ONNX Runtime fp32: the fastest exact fp32 path measured end to end, served, over both
     # transports in alternating rounds (bench/results/2cpu-resnet18-onnx-vs-torch/), with its
-    # top-1 and probabilities checked against torch fp32 (tests/core/test_backend_agreement.py).
+    # top-1 and probabilities checked against torch fp32 (tests/e2e/models/test_backend_agreement.py).
     backend: Literal["torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "cuda-fp16"] = Field(
         "onnxruntime",
         description="inference backend of models whose --model option names none (NAME@BACKEND); "
@@ -103,8 +111,12 @@ class Settings(BaseSettings):
     grace_period_s: float = Field(
         10.0, ge=0, description="seconds in-flight calls get to finish on shutdown"
     )
+    # Two of deploy/envoy's 1 s health-check intervals: Envoy has seen NOT_SERVING before the
+    # listeners close (deploy/kubernetes sets 5 s, for endpoint propagation; docs/scaling-out.md).
     shutdown_delay_s: float = Field(
-        1.0, ge=0, description="seconds new calls get UNAVAILABLE / 503 on shutdown before the listeners close"
+        2.0, ge=0,
+        description="seconds a replica keeps serving new calls after SIGTERM, health NOT_SERVING, "
+        "so that load balancers stop sending before its listeners close",
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="HTTP requests' deadline, decoding, queueing and inference included"
@@ -136,6 +148,46 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="log lines as JSON objects or plain text; auto: text when stderr is a terminal, else JSON"
+    )
+    # OpenTelemetry tracing (docs/tracing.md). Each setting is read from the standard OTEL_* variable, so an
+    # environment set up for any OpenTelemetry SDK sets up this one too; tracing is off unless an exporter or
+    # an OTLP endpoint is given. Other OTEL_* variables (headers, certificates, compression, the export timeout,
+    # resource attributes, propagators) go straight to the SDK.
+    otel_sdk_disabled: bool = _otel(False, "OTEL_SDK_DISABLED", description="switch tracing off whatever else is set")
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = _otel(
+        None, "OTEL_TRACES_EXPORTER",
+        description="where spans go: otlp, console (stdout) or none; unset: otlp when an OTLP endpoint is set, else none",
+    )
+    otel_exporter_otlp_endpoint: str | None = _otel(
+        None, "OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="OTLP collector base URL (http/protobuf appends /v1/traces), e.g. http://collector:4318",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = _otel(
+        None, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", description="OTLP traces URL, used as given (wins over the base URL)"
+    )
+    otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = _otel(
+        "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL",
+        description="OTLP transport: grpc or http/protobuf",
+    )
+    otel_service_name: str | None = _otel(
+        None, "OTEL_SERVICE_NAME", description="service.name of the spans (default: classify, or classify-gateway)"
+    )
+    otel_traces_sampler: Sampler = _otel(
+        "parentbased_always_on", "OTEL_TRACES_SAMPLER",
+        description="which calls are traced: always_on, always_off, traceidratio or parentbased_* of those",
+    )
+    otel_traces_sampler_arg: float = _otel(
+        1.0, "OTEL_TRACES_SAMPLER_ARG", ge=0, le=1, description="the sampled fraction of the *traceidratio samplers"
+    )
+    otel_bsp_max_queue_size: int = _otel(
+        2048, "OTEL_BSP_MAX_QUEUE_SIZE", ge=1,
+        description="finished spans held for export; beyond it spans are dropped (and counted), never waited for",
+    )
+    otel_bsp_schedule_delay: int = _otel(
+        5000, "OTEL_BSP_SCHEDULE_DELAY", gt=0, description="milliseconds between exports"
+    )
+    otel_bsp_max_export_batch_size: int = _otel(
+        512, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", ge=1, description="most spans in one export (at most the queue size)"
     )
 
     @field_validator("log_level", mode="before")
@@ -241,6 +293,15 @@ class Settings(BaseSettings):
                     f"--tls-client-ca-file {client_ca}: not a PEM CA bundle ({getattr(error, 'reason', None) or error})"
                 ) from None
 
+    @property
+    def tracing(self) -> bool:
+        """Whether spans are exported: an exporter named, or (none named) an OTLP endpoint given."""
+        if self.otel_sdk_disabled:
+            return False
+        if self.otel_traces_exporter is None:
+            return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
+        return self.otel_traces_exporter != "none"
+
     def summary(self) -> str:
         """One line per setting, for the start-up log."""
         return "\n".join(f"  {name} = {value}" for name, value in self.model_dump().items())
@@ -267,6 +328,14 @@ def _flag(name: str) -> str:
 
 
 def _env(name: str) -> str:
+    return env_name(name)
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting: CLASSIFY_NAME, or the OTEL_* variable a tracing setting reads."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return " / ".join(str(choice) for choice in alias.choices)
     return "CLASSIFY_" + name.upper()
 
 
@@ -311,7 +380,8 @@ def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     refusing would stop a server over variables that are not its configuration.
     """
     environ = os.environ if environ is None else environ
-    known = {_env(name) for name in Settings.model_fields}
+    # The tracing settings read OTEL_* variables (env_name): a CLASSIFY_OTEL_* one is a mistake too.
+    known = {_env(name) for name in Settings.model_fields if _env(name).startswith("CLASSIFY_")}
     lines = []
     for variable in sorted(environ):
         if not variable.startswith("CLASSIFY_") or variable in known or variable in _OTHER_VARIABLES:

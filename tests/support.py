@@ -139,8 +139,10 @@ class ServerProcess:
         return self.process.wait(timeout)
 
 
-def start_server(weights: Path, log_dir: Path, *extra: str, wait: bool = True) -> ServerProcess:
-    """Start `classify serve` with ``weights`` on free ports; wait until SERVING unless told not to."""
+def start_server(
+    weights: Path, log_dir: Path, *extra: str, wait: bool = True, env: dict[str, str] | None = None
+) -> ServerProcess:
+    """Start `classify serve` with ``weights`` on free ports (``env`` added to its environment); wait until SERVING."""
     grpc_port, http_port = free_port(), free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"server-{grpc_port}.log"
@@ -152,9 +154,10 @@ def start_server(weights: Path, log_dir: Path, *extra: str, wait: bool = True) -
         "--weights", str(weights),
         *extra,
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        )
     server = ServerProcess(process, grpc_port, http_port, log_path, args)
     if wait:
         try:
@@ -183,17 +186,21 @@ class GatewayProcess:
         return self.process.wait(timeout)
 
 
-def start_gateway(upstream: str, log_dir: Path, timeout: float = 60.0) -> GatewayProcess:
-    """Start a standalone gateway in front of ``upstream`` and wait until /readyz is 200."""
+def start_gateway(
+    upstream: str, log_dir: Path, timeout: float = 60.0, env: dict[str, str] | None = None, *extra: str
+) -> GatewayProcess:
+    """Start a standalone gateway in front of ``upstream`` (``env`` added to its environment); wait until /readyz is 200."""
     import httpx
 
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"gateway-{port}.log"
     args = [sys.executable, "-m", "service.cli", "gateway", "--host", "127.0.0.1",
-            "--http-port", str(port), "--grpc-upstream", upstream]
+            "--http-port", str(port), "--grpc-upstream", upstream, *extra]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        )
     gateway = GatewayProcess(process, port, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ from classify.v1 import classify_pb2 as pb
 from service.api import convert
 from service.core.control import ControlRef
 from service.core.engine import Classification, ClassifyItem, Engine, EngineRef
+from service.core.registry import VersionStatus
 from service.errors import INTERNAL_MESSAGE, Internal, InvalidArgument, NotFound, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -89,35 +90,38 @@ class ClassifierServiceApi:
                 task.cancel()
 
     async def ListModels(self, request: pb.ListModelsRequest, timeout: float | None = None) -> pb.ListModelsResponse:
+        """Every model with a version held or in the repository (unloaded ones too: they can be loaded)."""
         engine = self._engine.get()
+        index = self._control.index(engine.registry)
+        names = dict.fromkeys(status.name for status in index)
         return pb.ListModelsResponse(
-            models=[_describe(engine, name) for name in engine.registry.names()],
-            default_model=engine.default_model,
+            models=[_describe(engine, name, index) for name in names], default_model=engine.default_model
         )
 
     async def GetModel(self, request: pb.GetModelRequest, timeout: float | None = None) -> pb.GetModelResponse:
         engine = self._engine.get()
+        index = self._control.index(engine.registry)
         if not request.name:
             raise InvalidArgument("a model name is required")
-        names = engine.registry.names()
+        names = list(dict.fromkeys(status.name for status in index))
         if request.name not in names:
             raise NotFound(f"model {request.name!r} is not served; served models: {', '.join(names) or 'none'}")
-        return pb.GetModelResponse(model=_describe(engine, request.name))
+        return pb.GetModelResponse(model=_describe(engine, request.name, index))
 
     async def LoadModel(self, request: pb.LoadModelRequest, timeout: float | None = None) -> pb.LoadModelResponse:
         await self._control.get().load(request.name, request.version)
-        return pb.LoadModelResponse(model=_describe(self._engine.get(), request.name))
+        engine = self._engine.get()
+        return pb.LoadModelResponse(model=_describe(engine, request.name, self._control.index(engine.registry)))
 
     async def UnloadModel(self, request: pb.UnloadModelRequest, timeout: float | None = None) -> pb.UnloadModelResponse:
         await self._control.get().unload(request.name, request.version)
-        return pb.UnloadModelResponse(model=_describe(self._engine.get(), request.name))
+        engine = self._engine.get()
+        return pb.UnloadModelResponse(model=_describe(engine, request.name, self._control.index(engine.registry)))
 
 
-def _describe(engine: Engine, name: str) -> pb.ModelInfo:
+def _describe(engine: Engine, name: str, index: list[VersionStatus]) -> pb.ModelInfo:
     """The model's current version (if one is ready) and the state of each of its versions."""
     info = engine.registry.current(name)
     message = convert.model_info(info) if info is not None else pb.ModelInfo(name=name)
-    message.versions.extend(
-        convert.version_status(status) for status in engine.registry.index() if status.name == name
-    )
+    message.versions.extend(convert.version_status(status) for status in index if status.name == name)
     return message

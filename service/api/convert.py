@@ -14,6 +14,7 @@ _STATES = {
     VersionState.READY: pb.ModelVersionStatus.STATE_READY,
     VersionState.UNLOADING: pb.ModelVersionStatus.STATE_UNLOADING,
     VersionState.FAILED: pb.ModelVersionStatus.STATE_FAILED,
+    VersionState.UNLOADED: pb.ModelVersionStatus.STATE_UNLOADED,
 }
 
 

@@ -66,6 +66,10 @@ def _registry_version(engine: Engine, name: str, version: str) -> str:
     return version  # the weights digest, as classify.v1 names it, also pins
 
 
+# Triton's words where ours differ: a repository version that is not loaded is UNAVAILABLE, "unloaded".
+_OIP_STATES = {VersionState.UNLOADED: ("UNAVAILABLE", "unloaded")}
+
+
 def platform(info: ModelInfo) -> str:
     """Triton's platform names for the framework that runs the model."""
     return "onnxruntime_onnx" if info.backend.startswith("onnxruntime") else "pytorch_libtorch"
@@ -178,12 +182,14 @@ class InferenceServiceApi:
         engine = self._engine.get()
         index = pb.RepositoryIndexResponse.ModelIndex
         models = []
-        for status in self._control.get().index():
+        for status in self._control.index(engine.registry):
             ready = status.state is VersionState.READY and self._engine.ready
             if request.ready and not ready:
                 continue
-            version = status.version if engine.registry.in_repository(status.name) else FIXED_VERSION
-            models.append(index(name=status.name, version=version, state=status.state.value, reason=status.reason))
+            in_repository = status.state is VersionState.UNLOADED or engine.registry.in_repository(status.name)
+            version = status.version if in_repository else FIXED_VERSION
+            state, reason = _OIP_STATES.get(status.state, (status.state.value, status.reason))
+            models.append(index(name=status.name, version=version, state=state, reason=reason or status.reason))
         return pb.RepositoryIndexResponse(models=models)
 
     async def RepositoryModelLoad(

@@ -27,6 +27,13 @@ def method_path(method: MethodDescriptor) -> str:
     return f"/{method.containing_service.full_name}/{method.name}"
 
 
+# What load balancers and orchestrators call to probe a replica: never traced.
+PROBE_METHODS: frozenset[str] = frozenset(
+    [method_path(m) for m in health_pb2.DESCRIPTOR.services_by_name["Health"].methods]
+    + [method_path(INFERENCE_SERVICE.methods_by_name[name]) for name in ("ServerLive", "ServerReady")]
+)
+
+
 def model_health_service(name: str) -> str:
     """The grpc.health.v1 service name that reports one model's readiness."""
     return f"models/{name}"

@@ -23,12 +23,18 @@ class Admission:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._in_flight = 0
+        self._admitted = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def admitted(self) -> int:
+        """Images admitted since start (a drain reports those it took while leaving rotation)."""
+        return self._admitted
 
     @contextmanager
     def admit(self) -> Iterator[None]:
@@ -39,6 +45,7 @@ class Admission:
                 f"server at capacity ({self._limit} images in flight); retry later", retry_after=RETRY_AFTER_S
             )
         self._count(+1)
+        self._admitted += 1
         try:
             yield
         finally:

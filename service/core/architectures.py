@@ -31,7 +31,7 @@ class Architecture:
 
 
 # torchvision's ResNet18_Weights.IMAGENET1K_V1.transforms(): resize 256 (bilinear, antialiased),
-# centre crop 224, ImageNet mean and std (tests/core/test_architectures.py compares).
+# centre crop 224, ImageNet mean and std (tests/e2e/models/test_preprocessing.py compares).
 RESNET18 = Architecture(
     name="resnet18",
     preprocessing=Preprocessing(

@@ -6,16 +6,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from service.core.statistics import StageTimes, StatisticsRecorder
+from service.core.tracing import CoreTracer, ImageTrace
 from service.errors import INTERNAL_MESSAGE, DeadlineExceeded, Internal, Unavailable
-from service.metrics import BATCH_SIZE, CANCELLED, INFERENCE_SECONDS, QUEUE_DEPTH
+from service.metrics import BATCH_RELEASES, BATCH_SIZE, CANCELLED, INFERENCE_SECONDS, QUEUE_DEPTH, QUEUE_WAIT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class _Job:
     deadline: float | None  # time.monotonic() value
     queued_at: float  # time.perf_counter() value at submit
     times: StageTimes | None  # where the caller wants this input's queue and model time
+    trace: ImageTrace | None  # the input's spans, when its call is traced
 
 
 class Batcher:
@@ -57,8 +60,13 @@ class Batcher:
         config: BatchingConfig,
         name: str,
         statistics: StatisticsRecorder | None = None,
+        tracer: CoreTracer | None = None,
+        trace_attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self._tracer = tracer
+        self._trace_attributes = dict(trace_attributes or {})
+        self._queue_wait = QUEUE_WAIT_SECONDS.labels(name)
         self._statistics = statistics
         self._config = config
         # Unbounded here: admission control (service/core/admission.py) is the one limit on what waits.
@@ -70,6 +78,11 @@ class Batcher:
         QUEUE_DEPTH.labels(name).set_function(self._queue.qsize)
         self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
         self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        """Inputs waiting for a batch (what classify_queue_depth reports)."""
+        return self._queue.qsize()
 
     @contextmanager
     def preparing(self) -> Iterator[None]:
@@ -83,15 +96,21 @@ class Batcher:
                 self._preparing -= 1
 
     def submit(
-        self, inputs: np.ndarray, deadline: float | None = None, times: StageTimes | None = None
+        self,
+        inputs: np.ndarray,
+        deadline: float | None = None,
+        times: StageTimes | None = None,
+        trace: ImageTrace | None = None,
     ) -> Future[np.ndarray]:
         """Queue one (3, H, W) input; the future resolves to its probability row.
 
-        ``times`` gets the input's queue and model time before the future resolves.
+        ``times`` gets the input's queue and model time, and ``trace`` its batch, before the future resolves.
         """
         if self._closed:
             raise Unavailable("server is shutting down")
-        job = _Job(inputs=inputs, future=Future(), deadline=deadline, queued_at=time.perf_counter(), times=times)
+        job = _Job(
+            inputs=inputs, future=Future(), deadline=deadline, queued_at=time.perf_counter(), times=times, trace=trace
+        )
         self._queue.put_nowait(job)
         return job.future
 
@@ -109,25 +128,31 @@ class Batcher:
                 return
             jobs = [first]
             flush_at = time.monotonic() + self._config.max_delay_s
+            release = "full"  # why the batch stops growing: a label of classify_batch_releases_total
             while len(jobs) < self._config.max_batch_size:
                 try:
                     job = self._queue.get_nowait()
                 except queue.Empty:
                     # Wait only for inputs already being decoded; nothing else can come in time.
                     wait = flush_at - time.monotonic()
-                    if self._preparing == 0 or wait <= 0:
+                    if self._preparing == 0:
+                        release = "none_decoding"
+                        break
+                    if wait <= 0:
+                        release = "timer"
                         break
                     try:
                         job = self._queue.get(timeout=wait)
                     except queue.Empty:
+                        release = "timer"
                         break
                 if job is None:
-                    stopping = True
+                    stopping, release = True, "shutdown"
                     break
                 jobs.append(job)
-            self._run(jobs)
+            self._run(jobs, release)
 
-    def _run(self, jobs: list[_Job]) -> None:
+    def _run(self, jobs: list[_Job], release: str = "full") -> None:
         now = time.monotonic()
         live: list[_Job] = []
         for job in jobs:
@@ -142,16 +167,29 @@ class Batcher:
         if not live:
             return
         BATCH_SIZE.labels(self._name).observe(len(live))
+        BATCH_RELEASES.labels(self._name, release).inc()
+        span = None
+        if self._tracer is not None:
+            traced = [(position, job.trace) for position, job in enumerate(live) if job.trace is not None]
+            if traced:
+                span = self._tracer.batch(self._trace_attributes, traced, len(live), release)
         started = time.perf_counter()
+        for job in live:
+            self._queue_wait.observe(started - job.queued_at)
         try:
             probabilities = self._run_batch(np.stack([job.inputs for job in live]))
             elapsed = time.perf_counter() - started
             INFERENCE_SECONDS.labels(self._name).observe(elapsed)
         except Exception:
             logger.exception("inference failed for a batch of %d", len(live))
+            if span is not None:
+                self._tracer.batch_failed(span, INTERNAL_MESSAGE)  # type: ignore[union-attr]
+                span.end()
             for job in live:
                 job.future.set_exception(Internal(INTERNAL_MESSAGE))
             return
+        if span is not None:
+            span.end()
         if self._statistics is not None:
             self._statistics.execution(len(live), elapsed)
         for job, row in zip(live, probabilities, strict=True):

@@ -41,12 +41,15 @@ from pathlib import Path
 from service.core import repository
 from service.core.lifecycle import ModelLifecycle
 from service.core.models import BackendOptions, load_model
-from service.core.registry import ServedVersion, VersionState, VersionStatus, version_key
+from service.core.registry import ModelRegistry, ServedVersion, VersionState, VersionStatus, version_key
 from service.core.threads import run_on_exiting_thread
 from service.errors import FailedPrecondition, NotFound, ServiceError, StartupError, Unavailable
 from service.metrics import MODEL_LOAD_SECONDS, MODEL_LOADS
 
 logger = logging.getLogger(__name__)
+
+
+UNLOADED_REASON = "in the model repository, not loaded"
 
 
 class ControlMode(StrEnum):
@@ -82,8 +85,29 @@ class ModelControl:
         return self._mode
 
     def index(self) -> list[VersionStatus]:
-        """Every known version of every model with its state (and the reason when FAILED)."""
-        return self._registry.index()
+        """Every version of every model: those the registry holds, with their state, and every other
+        version folder of the repository as UNLOADED (unloaded, or not loaded yet), so clients see what
+        there is to load. Models in their first-seen order, versions in order."""
+        held = self._registry.index()
+        if self._root is None:
+            return held
+        known = {(status.name, status.version) for status in held}
+        try:
+            names = repository.model_names(self._root)
+        except StartupError:  # the repository folder is gone: what is held is still served
+            return held
+        absent = [
+            VersionStatus(folder.name, str(folder.version), VersionState.UNLOADED, UNLOADED_REASON)
+            for name in names
+            for folder in repository.version_folders(self._root, name)
+            if (name, str(folder.version)) not in known
+        ]
+        order = {name: i for i, name in enumerate(dict.fromkeys([s.name for s in held] + names))}
+        return sorted(held + absent, key=lambda s: (order[s.name], version_key(s.version)))
+
+    def names(self) -> list[str]:
+        """Every model the registry holds a version of, then the repository's others."""
+        return list(dict.fromkeys(status.name for status in self.index()))
 
     # -- start-up -------------------------------------------------------
 
@@ -249,3 +273,7 @@ class ControlRef:
         if self._control is None:
             raise Unavailable("the models are still loading; retry shortly")
         return self._control
+
+    def index(self, registry: ModelRegistry) -> list[VersionStatus]:
+        """The control's index (repository versions not loaded included); the registry's without model control."""
+        return registry.index() if self._control is None else self._control.index()

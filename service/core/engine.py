@@ -20,6 +20,7 @@ from service.core.lifecycle import ModelLifecycle
 from service.core.models import LoadedModel, ModelInfo
 from service.core.registry import ModelRegistry, ServedVersion
 from service.core.statistics import StageTimes, Statistics
+from service.core.tracing import CoreTracer, ImageTrace
 from service.errors import (
     INTERNAL_MESSAGE,
     DeadlineExceeded,
@@ -90,8 +91,10 @@ class Engine:
         max_in_flight: int,
         jpeg_draft: bool = True,
         dynamic: bool = False,
+        tracer: CoreTracer | None = None,
     ) -> None:
-        self.lifecycle = ModelLifecycle(models, batching, dynamic=dynamic)
+        self._tracer = tracer  # None: tracing is off, and no image does any tracing work
+        self.lifecycle = ModelLifecycle(models, batching, dynamic=dynamic, tracer=tracer)
         self.admission = Admission(max_in_flight)
         self._limits = limits
         self._jpeg_draft = jpeg_draft
@@ -130,6 +133,10 @@ class Engine:
     @property
     def in_flight(self) -> int:
         return self.admission.in_flight
+
+    @property
+    def admitted(self) -> int:
+        return self.admission.admitted
 
     async def drained(self, timeout: float) -> bool:
         return await self.admission.drained(timeout)
@@ -221,14 +228,15 @@ class Engine:
         """
         with self.admission.admit():
             started, times = time.perf_counter(), StageTimes()
+            trace = self._tracer.image(served.info) if self._tracer is not None else None
             ok = False
             try:
                 if timeout is None:
-                    row = await self._probabilities(image, served, None, times)
+                    row = await self._probabilities(image, served, None, times, trace)
                 else:
                     try:
                         async with asyncio.timeout(timeout):
-                            row = await self._probabilities(image, served, time.monotonic() + timeout, times)
+                            row = await self._probabilities(image, served, time.monotonic() + timeout, times, trace)
                     except TimeoutError:
                         raise DeadlineExceeded(f"deadline of {timeout:.3f} s exceeded") from None
                 answered = time.perf_counter()
@@ -236,17 +244,25 @@ class Engine:
                 times.compute_output = time.perf_counter() - answered
                 ok = True
                 return result
+            except BaseException as error:
+                if trace is not None:
+                    trace.failed(error)
+                raise
             finally:
+                if trace is not None:
+                    trace.end()
                 served.statistics.finished(time.perf_counter() - started, times if ok else None)
 
     async def _probabilities(
-        self, image: bytes, served: ServedVersion, deadline: float | None, times: StageTimes
+        self, image: bytes, served: ServedVersion, deadline: float | None, times: StageTimes, trace: ImageTrace | None
     ) -> np.ndarray:
         loop = asyncio.get_running_loop()
         batcher, loaded = served.batcher, served.model
         with batcher.preparing():
             inputs, times.compute_input = await loop.run_in_executor(self._decode_pool, self._prepare, image, loaded)
-        future = batcher.submit(inputs, deadline, times)
+        if trace is not None:
+            trace.queued(times.compute_input)
+        future = batcher.submit(inputs, deadline, times, trace)
         return await asyncio.wrap_future(future)
 
     def _prepare(self, image: bytes, loaded: LoadedModel) -> tuple[np.ndarray, float]:
@@ -311,7 +327,12 @@ class EngineRef:
         self._engine = engine
 
     def drain(self) -> None:
-        """Refuse new calls (UNAVAILABLE) and report not ready; calls in flight still finish."""
+        """Report not ready from now on (readiness, ``classify_model_ready``); calls are still served.
+
+        A draining replica keeps answering whatever a load balancer still sends it
+        until its health checks have noticed (service/roots/serve.py, the drain order):
+        refusing those calls is what fails them behind a balancer.
+        """
         self._draining = True
         if self._engine is not None:
             for name in self._engine.registry.names():
@@ -325,6 +346,4 @@ class EngineRef:
         engine = self._engine
         if engine is None:
             raise Unavailable("the model is still loading; retry shortly")
-        if self._draining:
-            raise Unavailable("server is shutting down; retry on another replica")
         return engine

@@ -23,6 +23,7 @@ from service.core.malloc_tuning import return_freed_memory
 from service.core.models import LoadedModel, ModelInfo
 from service.core.registry import ModelRegistry, ServedVersion
 from service.core.statistics import Statistics, StatisticsRecorder
+from service.core.tracing import CoreTracer, model_attributes
 from service.errors import InvalidArgument, NotFound
 from service.metrics import MODEL_READY
 
@@ -36,9 +37,13 @@ class ModelLifecycle:
     even one model runs on the shared inference thread.
     """
 
-    def __init__(self, models: Sequence[LoadedModel], batching: BatchingConfig, *, dynamic: bool = False) -> None:
+    def __init__(
+        self, models: Sequence[LoadedModel], batching: BatchingConfig, *, dynamic: bool = False,
+        tracer: CoreTracer | None = None,
+    ) -> None:
         if not models and not dynamic:
             raise ValueError("an engine needs at least one model")
+        self._tracer = tracer  # each batcher makes one span per batch with it (None: tracing is off)
         self._default = models[0].info.name if models else ""
         self.batching = batching
         # Several models share one inference thread: each thread that runs torch
@@ -145,7 +150,10 @@ class ModelLifecycle:
 
     def _served_version(self, model: LoadedModel) -> ServedVersion:
         statistics = StatisticsRecorder()
-        batcher = Batcher(self._inference_function(model), self.batching, model.info.name, statistics)
+        batcher = Batcher(
+            self._inference_function(model), self.batching, model.info.name, statistics,
+            tracer=self._tracer, trace_attributes=model_attributes(model.info),
+        )
         return ServedVersion(model, batcher, statistics)
 
     def _inference_function(self, model: LoadedModel) -> Callable[[np.ndarray], np.ndarray]:

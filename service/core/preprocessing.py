@@ -54,7 +54,7 @@ class Preprocessing:
         instead of resizing the whole image and cropping afterwards, so no work
         goes into pixels the crop throws away. Same filter over the same neighbours, so
         pixels differ from torchvision's by at most one uint8 step, and rarely
-        (float rounding of the filter centres; tests/core/test_preprocessing.py).
+        (float rounding of the filter centres; tests/e2e/models/test_preprocessing.py).
         The normalisation is a table lookup in NumPy: no torch, so no OpenMP
         work on the decode threads.
         """

@@ -28,12 +28,17 @@ logger = logging.getLogger(__name__)
 
 
 class VersionState(enum.Enum):
-    """Where a version is in its life: LOADING -> READY -> UNLOADING -> gone, or LOADING -> FAILED."""
+    """Where a version is in its life: LOADING -> READY -> UNLOADING -> gone, or LOADING -> FAILED.
+
+    UNLOADED is never held here: model control reports it for a repository version the registry
+    does not hold (unloaded, or not loaded yet), so that clients can see what there is to load.
+    """
 
     LOADING = "LOADING"
     READY = "READY"
     UNLOADING = "UNLOADING"
     FAILED = "FAILED"
+    UNLOADED = "UNLOADED"
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import grpc
 from grpc_status import rpc_status
@@ -35,6 +36,19 @@ def as_service_error(error: Exception) -> ServiceError:
     return Internal(INTERNAL_MESSAGE)
 
 
-async def abort(context: grpc.aio.ServicerContext, error: ServiceError) -> None:
-    """End the call with the error's status; the rich status (google.rpc.Status) carries its RetryInfo, if any."""
-    await context.abort_with_status(rpc_status.to_status(error_status(error)))
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+async def abort(
+    context: grpc.aio.ServicerContext, error: ServiceError, trailers: tuple[tuple[str, str], ...] = ()
+) -> None:
+    """End the call with the error's status and ``trailers``; the rich status (google.rpc.Status) carries its
+    RetryInfo, if any."""
+    status = rpc_status.to_status(error_status(error))
+    await context.abort_with_status(
+        _Status(status.code, status.details, (*status.trailing_metadata, *trailers))
+    )

@@ -22,6 +22,7 @@ from service.grpc_server.servicers import (
     TutorialClassifierServicer,
     UnimplementedMethods,
 )
+from service.tracing import Tracing
 
 
 class GrpcServer:
@@ -36,9 +37,10 @@ class GrpcServer:
         max_message_bytes: int,
         authorizer: Authorizer | None = None,
         reflection_enabled: bool = True,
+        tracing: Tracing | None = None,
     ) -> None:
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(SERVED_SERVICES, authorizer or Authorizer(None, None))],
+            interceptors=[CallInterceptor(SERVED_SERVICES, authorizer or Authorizer(None, None), tracing)],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -23,10 +25,12 @@ from service.core.malloc_tuning import keep_freed_memory_in_the_heap
 from service.core.model_options import model_specs
 from service.core.models import BackendOptions, LoadedModel, load_model
 from service.core.threads import run_on_exiting_thread
+from service.core.tracing import CoreTracer
 from service.errors import StartupError
 from service.grpc_server.server import GrpcServer
 from service.roots.common import authorizer, check_listen, stop_event, tls_files
 from service.settings import Settings
+from service.tracing import SERVE_SERVICE_NAME, Tracing, configure
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ def _backend_options(settings: Settings) -> BackendOptions:
     return BackendOptions(cache_dir=settings.cache_dir, threads=settings.torch_threads, spin=settings.onnx_spin)
 
 
-def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
+def build_engine(settings: Settings, tracing: Tracing | None = None) -> tuple[Engine, ModelControl]:
     """Load and verify the models, warm them up, then load the model repository (blocking; run off the event loop)."""
     engine = Engine(
         load_models(settings),
@@ -68,6 +72,7 @@ def build_engine(settings: Settings) -> tuple[Engine, ModelControl]:
         max_in_flight=settings.queue_size,
         jpeg_draft=settings.jpeg_draft,
         dynamic=settings.model_repository is not None,
+        tracer=CoreTracer(tracing.provider) if tracing is not None else None,
     )
     engine.warm_up()
     control = ModelControl(
@@ -98,11 +103,18 @@ def _grpc_credentials(tls: TlsFiles | None) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-async def serve(settings: Settings) -> int:
-    """gRPC and HTTP over one core until SIGTERM/SIGINT, then drain. Returns the exit status."""
+async def serve(
+    settings: Settings, *, stop: asyncio.Event | None = None, listening: Callable[[int, int], None] | None = None
+) -> int:
+    """gRPC and HTTP over one core until SIGTERM/SIGINT (or ``stop``), then drain. Returns the exit status.
+
+    ``stop`` replaces the signal handlers (an in-process service, as the integration tests run it);
+    ``listening(grpc_port, http_port)`` is told the bound ports (port 0 picks free ones).
+    """
     check_listen(settings.host, settings.grpc_port, "--grpc-port")
     check_listen(settings.host, settings.http_port, "--http-port")
     logger.info("starting with settings:\n%s", settings.summary())
+    tracing = configure(settings, SERVE_SERVICE_NAME)  # None (and no SDK imported) unless OTEL_* switch it on
     access, tls = authorizer(settings), tls_files(settings)
     engine_ref, control_ref = EngineRef(), ControlRef()
     classifier, tutorial = ClassifierServiceApi(engine_ref, control_ref), TutorialClassifierApi(engine_ref)
@@ -114,6 +126,7 @@ async def serve(settings: Settings) -> int:
         max_message_bytes=settings.max_request_bytes,
         authorizer=access,
         reflection_enabled=settings.reflection,
+        tracing=tracing,
     )
     grpc_port = grpc_server.listen(settings.host, settings.grpc_port, _grpc_credentials(tls))
     gateway = create_app(
@@ -122,6 +135,7 @@ async def serve(settings: Settings) -> int:
         request_timeout_s=settings.request_timeout_s,
         authorizer=access,
         docs=settings.docs,
+        tracing=tracing,
     )
     http_server = HttpServer(gateway, settings.host, settings.http_port, settings.grace_period_s, tls)
     await grpc_server.start()
@@ -133,10 +147,12 @@ async def serve(settings: Settings) -> int:
         ", bearer tokens required" if access.tokens_required else "",
     )
 
-    stop = stop_event()
+    if listening is not None:
+        listening(grpc_port, http_server.port)
+    stop = stop or stop_event()
     loop = asyncio.get_running_loop()
     # Loaded on a thread that exits: it leaves no OpenMP team behind (service/core/threads.py).
-    loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings))
+    loading = asyncio.wrap_future(run_on_exiting_thread(build_engine, settings, tracing))
     stopped = asyncio.ensure_future(stop.wait())
     pending: set[asyncio.Future[Any]] = {loading, stopped}
     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -165,27 +181,63 @@ async def serve(settings: Settings) -> int:
         await stopped
     if polling is not None:
         polling.cancel()
-    # Drain in this order: report NOT_SERVING and refuse new calls with
-    # UNAVAILABLE / 503 (listeners stay open, so clients get a clear answer),
-    # let every admitted image finish, then close the listeners.
-    logger.info("shutting down: health NOT_SERVING, draining for up to %.1f s", settings.grace_period_s)
-    engine_ref.drain()
-    await grpc_server.set_not_serving()
-    if engine is not None:
-        in_flight = engine.in_flight
-        drained, _ = await asyncio.gather(
-            engine.drained(settings.grace_period_s),
-            # Keep refusing cleanly for a while: load balancers and clients see
-            # NOT_SERVING / UNAVAILABLE before the listeners disappear.
-            asyncio.sleep(settings.shutdown_delay_s),
-        )
-        logger.info("drained %d in-flight images%s", in_flight, "" if drained else " (grace period ran out)")
-    http_server.stop()
-    await asyncio.gather(grpc_server.stop(settings.grace_period_s), http_task)
+    await _drain(settings, engine, engine_ref, grpc_server, http_server, http_task)
     if engine is not None:
         await loop.run_in_executor(None, engine.close)
+    if tracing is not None:  # the last spans, within SHUTDOWN_TIMEOUT_S
+        await loop.run_in_executor(None, tracing.shutdown)
+    # 5. Exit promptly. The interpreter's last garbage collections would walk every object the
+    #    ML libraries created: 2-9 s after this point, 24 s on a busy 2-core machine, all of it
+    #    inside a pod's grace period. Frozen objects are never collected, which no longer matters.
+    gc.freeze()
     logger.info("stopped")
     return status
+
+
+async def _drain(
+    settings: Settings,
+    engine: Engine | None,
+    engine_ref: EngineRef,
+    grpc_server: GrpcServer,
+    http_server: HttpServer,
+    http_task: asyncio.Task[None],
+) -> None:
+    """Leave a load balancer's rotation without failing a call (docs/scaling-out.md has the timeline)."""
+    loop = asyncio.get_running_loop()
+    # 1. Report NOT_SERVING at once: grpc.health.v1 (every service) and /readyz, the
+    #    OIP's ServerReady and classify_model_ready. Balancers' health checks and the
+    #    kubelet's readiness probe take this replica out of rotation.
+    logger.info(
+        "shutting down: health NOT_SERVING, still serving for %.1f s, then draining for up to %.1f s",
+        settings.shutdown_delay_s, settings.grace_period_s,
+    )
+    engine_ref.drain()
+    await grpc_server.set_not_serving()
+    at_signal = engine.in_flight if engine is not None else 0
+    admitted_before = engine.admitted if engine is not None else 0
+    # 2. Keep serving new calls for --shutdown-delay-s, long enough for health checks
+    #    to notice (deploy/envoy checks every second; deploy/kubernetes sets 5 s for
+    #    endpoint propagation). A call refused now would fail behind a balancer: Envoy
+    #    cannot retry an UNAVAILABLE that follows response headers (envoyproxy/envoy#17629).
+    #    A server stopped before it ever served is in nobody's rotation: no delay.
+    if engine is not None:
+        await asyncio.sleep(settings.shutdown_delay_s)
+    # 3. Stop accepting: gRPC sends GOAWAY (a stream that crosses it is refused with
+    #    REFUSED_STREAM, which clients and Envoy retry elsewhere) and HTTP closes its
+    #    listener and idle keep-alive connections. One deadline from here for both.
+    deadline = loop.time() + settings.grace_period_s
+    during_delay = (engine.admitted - admitted_before) if engine is not None else 0
+    http_server.stop()
+    grpc_stopped = asyncio.create_task(grpc_server.stop(settings.grace_period_s))
+    # 4. Finish what was admitted (calls in flight get the grace period), then the
+    #    listeners' own shutdowns end and the engine closes: exit 0.
+    if engine is not None:
+        drained = await engine.drained(max(0.0, deadline - loop.time()))
+        logger.info(
+            "drained %d in-flight images%s; %d more were admitted during the %.1f s delay",
+            at_signal, "" if drained else " (grace period ran out)", during_delay, settings.shutdown_delay_s,
+        )
+    await asyncio.gather(grpc_stopped, http_task)
 
 
 def _report_model_health(engine: Engine, grpc_server: GrpcServer, loop: asyncio.AbstractEventLoop) -> None:

@@ -140,11 +140,13 @@ class ModelVersionStatus(_message.Message):
         STATE_READY: _ClassVar[ModelVersionStatus.State]
         STATE_UNLOADING: _ClassVar[ModelVersionStatus.State]
         STATE_FAILED: _ClassVar[ModelVersionStatus.State]
+        STATE_UNLOADED: _ClassVar[ModelVersionStatus.State]
     STATE_UNSPECIFIED: ModelVersionStatus.State
     STATE_LOADING: ModelVersionStatus.State
     STATE_READY: ModelVersionStatus.State
     STATE_UNLOADING: ModelVersionStatus.State
     STATE_FAILED: ModelVersionStatus.State
+    STATE_UNLOADED: ModelVersionStatus.State
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]

@@ -11,6 +11,9 @@ every failure is a :class:`ClassifyError` carrying the canonical gRPC code name
 (RESOURCE_EXHAUSTED with a retry hint / HTTP 429), are retried with exponential
 backoff up to :attr:`RetryPolicy.max_attempts`, all within the call's deadline.
 The gRPC method paths and the HTTP routes are read from the generated descriptor.
+Where OpenTelemetry is installed (it is never required), each call carries the
+caller's current trace context (W3C ``traceparent``), so the server's spans join
+the caller's trace.
 """
 
 from __future__ import annotations
@@ -265,6 +268,31 @@ def _options(
     return _Options(target, transport, token, Path(root_ca) if root_ca else None, cert, tls, timeout, retry)
 
 
+_propagate: Any = None  # opentelemetry.propagate once looked up; False where OpenTelemetry is not installed
+
+
+def _trace_context() -> dict[str, str]:
+    """The caller's current trace context as W3C headers (empty without OpenTelemetry or without a span)."""
+    global _propagate
+    if _propagate is None:
+        try:
+            from opentelemetry import propagate
+
+            _propagate = propagate
+        except ImportError:
+            _propagate = False
+    if _propagate is False:
+        return {}
+    carrier: dict[str, str] = {}
+    _propagate.inject(carrier)
+    return carrier
+
+
+def _grpc_metadata(options: _Options) -> tuple[tuple[str, str], ...]:
+    context = _trace_context()
+    return (*options.metadata, *context.items()) if context else options.metadata
+
+
 class _Deadline:
     def __init__(self, timeout: float | None) -> None:
         self._at = None if timeout is None else time.monotonic() + timeout
@@ -409,11 +437,12 @@ class Client:
     def _attempt(self, method: str, request: PbMessage, timeout: float | None) -> PbMessage:
         if self._http is None:
             try:
-                return self._stubs[method](request, timeout=timeout, metadata=self._options.metadata)
+                return self._stubs[method](request, timeout=timeout, metadata=_grpc_metadata(self._options))
             except grpc.RpcError as error:
                 raise _grpc_error(error) from None
         verb, path, body, params = _http_parts(method, request)
         headers = {"content-type": "application/json"} if body is not None else {}
+        headers.update(_trace_context())
         try:
             response = self._http.request(verb, path, content=body, params=params, headers=headers, timeout=_http_timeout(timeout))
         except httpx.HTTPError as error:
@@ -543,11 +572,12 @@ class AsyncClient:
     async def _attempt(self, method: str, request: PbMessage, timeout: float | None) -> PbMessage:
         if self._http is None:
             try:
-                return await self._stubs[method](request, timeout=timeout, metadata=self._options.metadata)
+                return await self._stubs[method](request, timeout=timeout, metadata=_grpc_metadata(self._options))
             except grpc.RpcError as error:
                 raise _grpc_error(error) from None
         verb, path, body, params = _http_parts(method, request)
         headers = {"content-type": "application/json"} if body is not None else {}
+        headers.update(_trace_context())
         try:
             response = await self._http.request(
                 verb, path, content=body, params=params, headers=headers, timeout=_http_timeout(timeout)

@@ -69,6 +69,12 @@ class ModelVersionStatusState(betterproto2.Enum):
     STATE_FAILED means the version could not be loaded; reason says why.
     """
 
+    UNLOADED = 5
+    """
+    STATE_UNLOADED means the version is in the model repository but not
+    loaded (unloaded, or added since the last load): LoadModel loads it.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -77,6 +83,7 @@ class ModelVersionStatusState(betterproto2.Enum):
             2: "STATE_READY",
             3: "STATE_UNLOADING",
             4: "STATE_FAILED",
+            5: "STATE_UNLOADED",
         }
 
     @classmethod
@@ -87,6 +94,7 @@ class ModelVersionStatusState(betterproto2.Enum):
             "STATE_READY": 2,
             "STATE_UNLOADING": 3,
             "STATE_FAILED": 4,
+            "STATE_UNLOADED": 5,
         }
 
 

@@ -1,0 +1,1 @@
+"""`classify cluster`: N replicas of `classify serve` behind Envoy on one machine."""
