@@ -8,9 +8,9 @@ from pathlib import Path
 from tests.support import REPO
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-# Pages other branches are writing (scaling out with Envoy, OpenTelemetry tracing, the container
-# image): linked already, so that merging them completes the README's "Where to go next".
-PENDING = {"docs/scaling-out.md", "docs/tracing.md", "docs/image.md"}
+# Pages other branches are writing (scaling out with Envoy, OpenTelemetry tracing): linked
+# already, so that merging them completes the README's "Where to go next".
+PENDING = {"docs/scaling-out.md", "docs/tracing.md"}
 
 
 def _links(page: Path) -> list[tuple[str, Path]]:
