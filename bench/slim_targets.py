@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -164,7 +165,10 @@ class Tree:
         return [sys.executable, "-m", "service.cli", *args]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": f"{self.root}:{self.root / 'gen'}", "PYTHONUNBUFFERED": "1"}
+        # The tree's own Python client first: `classify` imports it (its predict command), and a
+        # client generated from another revision of the proto clashes with the tree's gen/.
+        path = [self.root, self.root / "gen", self.root / "clients" / "python" / "src"]
+        return {**os.environ, "PYTHONPATH": ":".join(str(p) for p in path if p.is_dir()), "PYTHONUNBUFFERED": "1"}
 
     def start(self, name: str, args: list[str], logs: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (logs / f"{name}.log").open("wb")
@@ -210,7 +214,8 @@ def load(out: Path, *, grpc_address: str | None, http_url: str, modes: tuple[str
         command[4:4] = ["--grpc", grpc_address]
     out.mkdir(parents=True, exist_ok=True)
     with (out / "bench.log").open("wb") as log:
-        subprocess.run(command, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg"})
+        subprocess.run(command, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT,
+                       env={**Tree("load", REPO).env(), "MPLBACKEND": "Agg"})
     runs = json.loads((out / "results.json").read_text())["runs"]
     return {r["mode"]: r["throughput"] for r in runs if r["target"] == "service"}
 
@@ -522,6 +527,7 @@ def prepare(scratch: Path, baseline: Tree, candidate: Tree, logs: Path) -> dict[
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the baseline's worktree is removed
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="slim-targets")
     parser.add_argument("--baseline", default=BASELINE, help="the commit that is 'today' (default %(default)s)")
