@@ -26,7 +26,7 @@ from service.settings import Settings
 
 @dataclass
 class InProcessService:
-    """The shared service's addresses, with the same names as tests.support.ServerProcess."""
+    """The shared service's addresses, with the same names as bench.harness.ServerProcess."""
 
     settings: Settings
     grpc_port: int = 0

@@ -7,11 +7,11 @@ import asyncio
 import grpc
 import pytest
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_client import AsyncClient, ClassifyError, Client
 from classify_client.models.classify import v1 as models
-from tests.support import ServerProcess
 
 TRANSPORTS = ("grpc", "http")
 

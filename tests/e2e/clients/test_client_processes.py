@@ -21,7 +21,7 @@ from classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_client import AsyncClient, ClassifyError, Client, RetryPolicy
 from classify_client.models.classify import v1 as models
 from tests.integration.test_client import TOKEN, TRANSPORTS, _expected
-from tests.support import REPO, ServerProcess, free_port, start_server
+from bench.harness import REPO, ServerProcess, free_port, start_server
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

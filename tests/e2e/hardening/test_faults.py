@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness import ServerProcess, start_server
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.api.classifier_v1 import ClassifierServiceApi
@@ -29,7 +30,6 @@ from service.core.engine import Engine, EngineRef
 from service.core.images import ImageLimits
 from service.core.models import LoadedModel, ModelSpec, load_model
 from service.grpc_server.server import GrpcServer
-from tests.support import ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import ServerProcess
 
 
 def _families(server: ServerProcess) -> dict[str, list]:

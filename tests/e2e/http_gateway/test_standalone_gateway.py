@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bench.harness import ServerProcess, real_photos, start_gateway
 from tests.integration.http_gateway.clients import assert_parity
-from tests.support import ServerProcess, real_photos, start_gateway
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.harness import REPO
 from tests.e2e.image.containers import BUILD_TIMEOUT_S, image_name, make_image, remove_test_containers
 from tests.e2e.image.dockerd import docker_daemon
 from tests.e2e.image.figures import ARTIFACTS, FIGURES, record
-from tests.support import REPO
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

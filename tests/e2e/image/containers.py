@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import REPO
+from bench.harness import REPO
 
 DEPLOYMENT = REPO / "deploy" / "kubernetes" / "deployment.yaml"
 # A cold build here downloads PyPI's CUDA torch (about 3.5 GB) and installs it; CI allows 90 min.

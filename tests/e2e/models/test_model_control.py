@@ -17,12 +17,12 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2
 
+from bench.harness import REPO, ServerProcess, random_resnet18_weights, skimage_photo, start_server
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.core.repository import MODEL_FILE, write_model_file
 from service.core.weights import sha256_file
 from service.tools.weights_store import place_in_repository
-from tests.support import REPO, ServerProcess, random_resnet18_weights, skimage_photo, start_server
 
 TOKEN, ADMIN = "classify-token-for-tests", "admin-token-for-tests"
 USER_AUTH, ADMIN_AUTH = (("authorization", f"Bearer {TOKEN}"),), (("authorization", f"Bearer {ADMIN}"),)

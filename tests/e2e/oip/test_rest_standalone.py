@@ -8,8 +8,8 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.harness import ServerProcess, skimage_photo, start_gateway
 from tests.integration.oip.test_rest import INFER, _json_request
-from tests.support import ServerProcess, skimage_photo, start_gateway
 
 
 @pytest.fixture(scope="module")

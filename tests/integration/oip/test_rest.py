@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support import ServerProcess, skimage_photo
+from bench.harness import ServerProcess, skimage_photo
 
 INFER = "/v2/models/resnet18/infer"
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from bench.harness import REPO
 from service.settings import Settings
-from tests.support import REPO
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
 

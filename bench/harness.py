@@ -1,4 +1,4 @@
-"""Test support: real photos, deterministic weights and real server processes."""
+"""What tests and benchmarks share: real photos, deterministic random-init weights, real server processes on free ports."""
 
 from __future__ import annotations
 
