@@ -63,7 +63,12 @@ def test_http_timeout_is_504_and_grpc_deadline_is_deadline_exceeded(
             stub.ClassifyBatch.future(pb.ClassifyBatchRequest(requests=[pb.ClassifyRequest(image=jpeg)] * 48), timeout=120)
             for _ in range(2)
         ]
-        time.sleep(0.3)
+        # On a busy machine the batches may take a while to arrive: wait until the server holds them,
+        # so the single request really queues behind them (else it can be answered within 0.2 s).
+        deadline = time.monotonic() + 60
+        while _metric(strict_server, "classify_images_in_flight") < 48:
+            assert time.monotonic() < deadline, "the busy batches never reached the server"
+            time.sleep(0.05)
         single = httpx.post(f"{strict_server.http_url}/v1/classify", json={"image": image}, timeout=60)
         assert single.status_code == 504 and single.json()["code"] == 4, single.text
         assert all(r.HasField("response") for future in busy for r in future.result().results)
