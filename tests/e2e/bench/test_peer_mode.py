@@ -18,8 +18,6 @@ from service.tools.bench.modes import Workload, open_mode
 
 
 @pytest.fixture
-
-
 def peer_like_server() -> Iterator[str]:
     """A real HTTP server with the peers' API shape (multipart `file`, form `top_k`), answering at most 3 classes."""
     app = FastAPI()
