@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from bench.harness import matplotlib_photo, skimage_photo, sklearn_photo
 from service.core.images import ImageLimits, decode_image
 from service.core.models import LoadedModel
 from service.settings import Settings
 from service.tools.quantize import quantize_model
-from tests.support import matplotlib_photo, skimage_photo, sklearn_photo
 
 EVALUATION = {
     "chelsea.png": skimage_photo,

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from bench.harness import real_photos
 from service.core.images import ImageLimits, decode_image
 from service.core.model_options import model_specs
 from service.core.models import load_model
-from tests.support import real_photos
 
 
 def large_jpeg_variants(per_photo: int = 40, seed: int = 7) -> list[bytes]:

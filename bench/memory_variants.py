@@ -198,7 +198,7 @@ def main(argv: list[str]) -> int:
     load_average = [f"before: {_load()}"]
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="classify-memory-") as scratch:
-        from tests.support import random_resnet18_weights  # torch: only to generate them
+        from bench.harness import random_resnet18_weights  # torch: only to generate them
 
         weights = random_resnet18_weights(Path(scratch))
         subprocess.run([sys.executable, "-m", "service.cli", "export", "resnet18", "--weights", str(weights)], cwd=REPO,

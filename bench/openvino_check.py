@@ -62,9 +62,9 @@ def main(argv: list[str]) -> int:
     import argparse
 
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    from bench.harness import random_resnet18_weights, real_photos
     from service.core.images import ImageLimits, decode_image
     from service.core.models import BackendOptions, ModelSpec, load_model
-    from tests.support import random_resnet18_weights, real_photos
 
     python = ensure_venv(OPENVINO)
     with tempfile.TemporaryDirectory() as scratch:

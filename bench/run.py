@@ -68,7 +68,7 @@ def weights_file(given: Path | None, scratch: Path) -> Path:
         return given.resolve()
     if OFFICIAL_WEIGHTS.is_file():
         return OFFICIAL_WEIGHTS
-    from tests.support import random_resnet18_weights  # torch: only when generating
+    from bench.harness import random_resnet18_weights  # torch: only when generating
 
     path = random_resnet18_weights(scratch)
     print(f"run.py: {OFFICIAL_WEIGHTS} not present; using random-init ResNet18 weights {path.name}", file=sys.stderr)

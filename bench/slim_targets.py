@@ -335,8 +335,8 @@ def gateway_round(tree: Tree, upstream: str, work: Path, duration: str, componen
 
 def image_figures(image: str, rounds: int, duration: str, logs: Path) -> dict[str, Any] | None:
     """Size, contents, and per round a cold start and RSS under load of the slim image; None without Docker."""
-    from tests.e2e.image import containers
-    from tests.e2e.image.dockerd import answers, docker_daemon
+    from bench import containers
+    from bench.dockerd import answers, docker_daemon
 
     docker = os.environ.get("CLASSIFY_DOCKER") or shutil.which("docker") or "/usr/bin/docker"
     if not answers(docker) and (os.geteuid() != 0 or shutil.which("dockerd") is None):
@@ -508,7 +508,7 @@ def _component_names(round_: dict[str, Any]) -> set[str]:
 
 def prepare(scratch: Path, baseline: Tree, candidate: Tree, logs: Path) -> dict[str, Path]:
     """Random-init ResNet18 weights, a copy per tree; this tree's graph by `classify export`, today's by a first start."""
-    from tests.support import random_resnet18_weights  # torch: only to generate them
+    from bench.harness import random_resnet18_weights  # torch: only to generate them
 
     source = random_resnet18_weights(scratch)
     weights: dict[str, Path] = {}

@@ -87,8 +87,8 @@ def measure(
 def example_trace(weights: Path, cache: Path, logs: Path) -> str:
     """16 concurrent uploads through a standalone gateway to a server, both exporting to a collector that relays
     to this process; the trace of one request that shared its batch, rendered."""
-    from tests.otel import collector, render
-    from tests.support import start_gateway, start_server
+    from bench.collector import collector, render
+    from bench.harness import start_gateway, start_server
 
     with collector(logs / "example") as otel:
         assert otel.sink is not None
@@ -130,7 +130,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--duration", default="10", help="seconds per mode and run")
     parser.add_argument("--baseline-tree", type=Path, default=None, help="a source tree without tracing (e.g. main)")
     args = parser.parse_args(argv)
-    from tests.otel import collector
+    from bench.collector import collector
 
     out = REPO / "bench" / "results" / args.name
     logs = out / "logs"

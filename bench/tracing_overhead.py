@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=3000)
     args = parser.parse_args(argv)
-    from tests.otel import collector
+    from bench.collector import collector
 
     out = REPO / "bench" / "results" / args.name
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.support import ServerProcess, random_resnet18_weights, real_photos, start_server
+from bench.harness import ServerProcess, random_resnet18_weights, real_photos, start_server
 
 INSECT_LABELS = ("ant", "bee", "wasp")
 

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
+from bench.harness import grpc_health
 from service.roots.serve import serve
 from service.settings import Settings
 
 
 @dataclass
 class InProcessService:
-    """The shared service's addresses, with the same names as tests.support.ServerProcess."""
+    """The shared service's addresses, with the same names as bench.harness.ServerProcess."""
 
     settings: Settings
     grpc_port: int = 0
@@ -45,8 +46,7 @@ class InProcessService:
         return f"http://127.0.0.1:{self.http_port}"
 
     def health(self, service: str = "") -> int:
-        with grpc.insecure_channel(self.grpc_address) as channel:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+        return grpc_health(self.grpc_address, service)
 
     def run(self) -> None:
         """The service's thread: serve() until stop() sets its stop event."""

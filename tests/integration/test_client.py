@@ -7,11 +7,11 @@ import asyncio
 import grpc
 import pytest
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_client import AsyncClient, ClassifyError, Client
 from classify_client.models.classify import v1 as models
-from tests.support import ServerProcess
 
 TRANSPORTS = ("grpc", "http")
 
@@ -36,8 +36,6 @@ def _assert_same(got: models.ClassifyResponse, expected: pb.ClassifyResponse) ->
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-
-
 def test_sync_client_gives_the_raw_stubs_predictions(server: ServerProcess, photos: dict[str, bytes], transport: str) -> None:
     """Client.classify equals the generated stub's answer, as a typed pydantic model."""
     with Client(_target(server, transport), transport=transport) as client:  # type: ignore[arg-type]
@@ -46,8 +44,6 @@ def test_sync_client_gives_the_raw_stubs_predictions(server: ServerProcess, phot
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-
-
 def test_async_client_gives_the_raw_stubs_predictions(server: ServerProcess, photos: dict[str, bytes], transport: str) -> None:
     """AsyncClient.classify equals the generated stub's answer, also with concurrent calls."""
 
@@ -61,8 +57,6 @@ def test_async_client_gives_the_raw_stubs_predictions(server: ServerProcess, pho
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-
-
 def test_models_and_health(server: ServerProcess, transport: str) -> None:
     """list_models, get_model and readiness answer alike on both transports, sync and async."""
     with Client(_target(server, transport), transport=transport) as client:  # type: ignore[arg-type]
@@ -80,8 +74,6 @@ def test_models_and_health(server: ServerProcess, transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-
-
 def test_batch_has_a_result_or_an_error_per_image(server: ServerProcess, photos: dict[str, bytes], transport: str) -> None:
     """One bad image of a batch is its own ClassifyError; the others are classified."""
     with Client(_target(server, transport), transport=transport) as client:  # type: ignore[arg-type]

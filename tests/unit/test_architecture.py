@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import REPO
 from service.settings import Settings, env_name
-from tests.support import REPO
 
 TRANSPORTS = ("grpc", "grpc_health", "grpc_reflection", "fastapi", "starlette", "uvicorn")
 GENERATED = ("classify", "inference", "google")

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.harness import REPO, ServerProcess
 from classify_client.client import ClassifyError
 from service.tools.bench.cli import plan
 from service.tools.bench.loadgen import Limits, Sent, closed_loop, require_loopback
 from service.tools.bench.report import render_markdown
 from service.tools.bench.stats import RunResult, percentile, summarize, with_pipeline_ratios
-from tests.support import REPO, ServerProcess
 
 
 def _run(target: str, mode: str, concurrency: int, throughput: float, **fields: object) -> RunResult:

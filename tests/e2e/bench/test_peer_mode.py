@@ -11,15 +11,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, File, Form, UploadFile
 
+from bench.harness import free_port
 from service.tools.bench.images import benchmark_images
 from service.tools.bench.loadgen import Limits, closed_loop
 from service.tools.bench.modes import Workload, open_mode
-from tests.support import free_port
 
 
 @pytest.fixture
-
-
 def peer_like_server() -> Iterator[str]:
     """A real HTTP server with the peers' API shape (multipart `file`, form `top_k`), answering at most 3 classes."""
     app = FastAPI()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import REPO, ServerProcess, free_port, skimage_photo
+from bench.harness import REPO, ServerProcess, free_port, skimage_photo
 
 
 def _classify(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -56,9 +56,9 @@ def test_serve_without_resnet18_weights_serves_the_bundled_model_loudly(tmp_path
     """What `make serve` does on a fresh machine that cannot fetch ResNet18."""
     import grpc
 
+    from bench.harness import ServerProcess
     from classify.v1 import classify_pb2 as pb
     from classify.v1 import classify_pb2_grpc as pb_grpc
-    from tests.support import ServerProcess
 
     grpc_port, http_port = free_port(), free_port()
     log = tmp_path / "serve.log"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO
+from bench.harness import REPO
 
 pytestmark = pytest.mark.timeout(600)  # every tool's --help runs in one module fixture
 PYTHONPATH = os.pathsep.join(str(REPO / p) for p in ("", "gen", "clients/python/src"))

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import REPO, free_port
 from service.core.weights import OfficialWeights
 from service.tools.weights_store import PARTIAL_SUFFIX, FetchError, fetch, scan
-from tests.support import REPO, free_port
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

@@ -21,12 +21,10 @@ from classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_client import AsyncClient, ClassifyError, Client, RetryPolicy
 from classify_client.models.classify import v1 as models
 from tests.integration.test_client import TOKEN, TRANSPORTS, _expected
-from tests.support import REPO, ServerProcess, free_port, start_server
+from bench.harness import REPO, ServerProcess, free_port, start_server
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-
-
 def test_gives_up_after_the_bound_with_unavailable(transport: str, caplog: pytest.LogCaptureFixture) -> None:
     """Nothing listening: max_attempts tries, then UNAVAILABLE; a deadline cuts retries shorter, sync and async."""
     caplog.set_level(logging.INFO, logger="classify_client.client")
@@ -106,8 +104,6 @@ def test_retries_a_loading_server_until_ready_over_tls_with_a_token(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-
-
 def test_predict_command_over_either_transport(server: ServerProcess, photos: dict[str, bytes], tmp_path: Path, transport: str) -> None:
     """`classify predict --transport` prints the same proto3 JSON over gRPC and HTTP."""
     image = tmp_path / "rocket.jpg"

@@ -20,7 +20,7 @@ import pytest
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import REPO, ServerProcess, run_command, tree_bytes
+from bench.harness import REPO, ServerProcess, run_command, tree_bytes
 
 CLIENT = REPO / "clients" / "python"
 HEAVY = {"torch", "torchvision", "numpy", "pillow", "onnxruntime", "onnx", "timm", "fastapi"}

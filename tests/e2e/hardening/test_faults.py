@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness import ServerProcess, start_server
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.api.classifier_v1 import ClassifierServiceApi
@@ -29,7 +30,6 @@ from service.core.engine import Engine, EngineRef
 from service.core.images import ImageLimits
 from service.core.models import LoadedModel, ModelSpec, load_model
 from service.grpc_server.server import GrpcServer
-from tests.support import ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,12 @@ def test_http_timeout_is_504_and_grpc_deadline_is_deadline_exceeded(
             stub.ClassifyBatch.future(pb.ClassifyBatchRequest(requests=[pb.ClassifyRequest(image=jpeg)] * 48), timeout=120)
             for _ in range(2)
         ]
-        time.sleep(0.3)
+        # On a busy machine the batches may take a while to arrive: wait until the server holds them,
+        # so the single request really queues behind them (else it can be answered within 0.2 s).
+        deadline = time.monotonic() + 60
+        while _metric(strict_server, "classify_images_in_flight") < 48:
+            assert time.monotonic() < deadline, "the busy batches never reached the server"
+            time.sleep(0.05)
         single = httpx.post(f"{strict_server.http_url}/v1/classify", json={"image": image}, timeout=60)
         assert single.status_code == 504 and single.json()["code"] == 4, single.text
         assert all(r.HasField("response") for future in busy for r in future.result().results)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import ServerProcess
 
 
 def _families(server: ServerProcess) -> dict[str, list]:
@@ -76,12 +77,17 @@ def test_grpc_errors_are_trailers_only_with_the_request_id(server: ServerProcess
     assert dict(failed.trailing_metadata())["x-request-id"] == "grpc-8"
 
 
+def _json_records(server: ServerProcess) -> list[dict[str, object]]:
+    return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+
+
 def test_logs_are_json_lines_with_request_ids(server: ServerProcess) -> None:
     httpx.get(f"{server.http_url}/v1/models/resnet18", headers={"x-request-id": "log-probe-1"}, timeout=10)
-    records = []
-    for line in server.log().splitlines():
-        if line.startswith("{"):
-            records.append(json.loads(line))
+    # The access line is written after the answer is sent: on a busy machine it may land a moment later.
+    deadline = time.monotonic() + 10
+    while not any(r.get("request_id") == "log-probe-1" for r in _json_records(server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    records = _json_records(server)
     assert records, "no JSON log lines"
     assert all({"time", "level", "logger", "message", "request_id"} <= set(r) for r in records)
     assert any(r["request_id"] == "log-probe-1" and "/v1/models/resnet18" in r["message"] for r in records)

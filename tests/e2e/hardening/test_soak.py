@@ -16,9 +16,9 @@ import grpc
 import httpx
 import pytest
 
+from bench.harness import start_server
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import start_server
 
 SECONDS = float(os.environ.get("CLASSIFY_SOAK_SECONDS", "60"))
 

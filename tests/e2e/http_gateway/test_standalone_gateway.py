@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
+from bench.harness import ServerProcess, real_photos
 from tests.integration.http_gateway.clients import assert_parity
-from tests.support import ServerProcess, real_photos, start_gateway
-
-
-@pytest.fixture(scope="module")
-
-
-def standalone_gateway(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    gateway = start_gateway(server.grpc_address, tmp_path_factory.mktemp("gateway"))
-    yield gateway.http_url
-    assert gateway.stop() == 0, gateway.log_path.read_text()
 
 
 def test_standalone_gateway_agrees_with_grpc(server: ServerProcess, standalone_gateway: str) -> None:

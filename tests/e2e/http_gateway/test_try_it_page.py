@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.support import REPO, ServerProcess, skimage_photo
+from bench.harness import REPO, ServerProcess, skimage_photo
 
 # Debian's packages (`apt-get install chromium chromium-driver`): same version, no download.
 CHROMIUM = Path(os.environ.get("CLASSIFY_CHROMIUM", "/usr/bin/chromium"))

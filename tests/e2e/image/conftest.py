@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.image.containers import (
+from bench.containers import (
     BUILD_TIMEOUT_S,
     image_name,
     make_image,
@@ -16,9 +16,9 @@ from tests.e2e.image.containers import (
     torch_image_name,
     torch_source,
 )
-from tests.e2e.image.dockerd import docker_daemon
+from bench.dockerd import docker_daemon
+from bench.harness import REPO
 from tests.e2e.image.figures import ARTIFACTS, FIGURES, record
-from tests.support import REPO
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import REPO
+from bench.harness import REPO
 
 ARTIFACTS = REPO / "test-artifacts"
 FIGURES_FILE = ARTIFACTS / "image-figures.txt"

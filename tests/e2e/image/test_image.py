@@ -34,13 +34,13 @@ import httpx
 import pytest
 import yaml
 
+from bench import containers
+from bench.containers import BUILD_TIMEOUT_S, Container, deployment_container, deployment_pod_spec
+from bench.harness import REPO
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.core.onnx_backend import graph_path
-from tests.e2e.image import containers
-from tests.e2e.image.containers import BUILD_TIMEOUT_S, Container, deployment_container, deployment_pod_spec
 from tests.e2e.image.figures import ARTIFACTS, record
-from tests.support import REPO
 
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 900)  # the first test's setup may build from scratch
 

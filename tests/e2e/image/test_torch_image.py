@@ -16,10 +16,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench import containers
+from bench.containers import BUILD_TIMEOUT_S, deployment_pod_spec
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.e2e.image import containers
-from tests.e2e.image.containers import BUILD_TIMEOUT_S, deployment_pod_spec
 from tests.e2e.image.figures import record
 
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 900)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support import ServerProcess, free_port
+from bench.harness import ServerProcess, free_port
 
 CLASSIFY = str(Path(sys.executable).parent / "classify")
 FRAME = "=" * 78

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.support import REPO, ServerProcess, free_port
+from bench.harness import REPO, ServerProcess, free_port
 
 PYTHONPATH = os.pathsep.join(str(REPO / p) for p in ("", "gen", "clients/python/src"))
 

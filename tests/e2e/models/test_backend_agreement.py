@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.harness import real_photos
 from bench.int8_agreement import evaluation_set
 from service.core.images import ImageLimits, decode_image
 from service.core.model_options import model_specs
 from service.core.models import BackendOptions, LoadedModel, ModelSpec, load_model
 from service.settings import Settings
 from tests.e2e.models.test_pretrained_accuracy import PHOTOS, VARIANTS
-from tests.support import real_photos
 
 TOP1_AGREEMENT = 0.999
 PROBABILITY_ATOL = 1e-5  # the same fp32 arithmetic in another order: rounding only (measured: below 2e-6)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.harness import random_resnet18_weights, real_photos
 from service.core.backends import cpu_has_bf16
 from service.core.images import ImageLimits, decode_image
 from service.core.models import BackendOptions, ModelSpec, load_model
@@ -17,7 +18,6 @@ from service.core.onnx_backend import EXPORT_REVISION
 from service.errors import StartupError
 from service.settings import Settings
 from service.tools.quantize import quantize_model
-from tests.support import random_resnet18_weights, real_photos
 
 
 @pytest.fixture(scope="module")

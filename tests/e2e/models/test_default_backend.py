@@ -8,10 +8,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2
 
+from bench.harness import random_resnet18_weights, start_server, torch_is_loaded
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.core.onnx_backend import EXPORT_REVISION
-from tests.support import random_resnet18_weights, start_server, torch_is_loaded
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -8,10 +8,10 @@ import grpc
 import httpx
 import pytest
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from tests.conftest import INSECT_LABELS
-from tests.support import ServerProcess
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from torchvision.models import ResNet18_Weights
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
+from bench.harness import real_photos
 from service.core.architectures import EFFICIENTNET_LITE0, RESNET18
 from service.core.images import ImageLimits, decode_image
 from service.core.model_options import model_specs
 from service.core.models import load_model
 from service.core.preprocessing import Preprocessing
-from tests.support import real_photos
 
 # One uint8 step after normalisation: the most a pixel may differ from
 # torchvision's, since we resample only the cropped region (float rounding of

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from bench.harness import ServerProcess, skimage_photo, sklearn_photo
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import ServerProcess, skimage_photo, sklearn_photo
 
 # ImageNet-1k class indices that are right for each photo.
 ACCEPTABLE: dict[str, set[int]] = {

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO, skimage_photo, sklearn_photo
+from bench.harness import REPO, skimage_photo, sklearn_photo
 
 OIP_VENV = REPO / ".venv-oip"
 TRITON_PYTHON = OIP_VENV / "bin" / "python"

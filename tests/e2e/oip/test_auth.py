@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import ServerProcess, start_server
 from tests.e2e.oip.conftest import run_driver
-from tests.support import ServerProcess, start_server
 
 TOKEN = "oip-test-token"
 

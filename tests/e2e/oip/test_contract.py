@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
+from bench.harness import REPO
 from tests.e2e.contract.test_buf import _buf
-from tests.support import REPO
 
 # Runs in tritonclient's venv: its generated modules' descriptors, serialized.
 DUMP = """

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import ServerProcess, skimage_photo, sklearn_photo
 from bench.perf_analyzer import PERF_ANALYZER, input_data, perf_analyzer
-from tests.support import ServerProcess, skimage_photo, sklearn_photo
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import ServerProcess, random_resnet18_weights, start_server
 from service.tools.weights_store import place_in_repository
 from tests.e2e.oip.conftest import run_driver
-from tests.support import ServerProcess, random_resnet18_weights, start_server
 
 TOKEN, ADMIN = "oip-user-token", "oip-admin-token"
 MODEL = "repo-model"

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import numpy as np
 import pytest
 
+from bench.harness import ServerProcess, skimage_photo
 from tests.integration.oip.test_rest import INFER, _json_request
-from tests.support import ServerProcess, skimage_photo, start_gateway
-
-
-@pytest.fixture(scope="module")
-
-
-def standalone_gateway(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    gateway = start_gateway(server.grpc_address, tmp_path_factory.mktemp("oip-gateway"))
-    yield gateway.http_url
-    assert gateway.stop() == 0, gateway.log_path.read_text()
 
 
 def test_standalone_gateway_forwards_oip(server: ServerProcess, standalone_gateway: str) -> None:
@@ -51,8 +40,6 @@ UNIMPLEMENTED = [
 
 
 @pytest.mark.parametrize(("verb", "path", "method"), UNIMPLEMENTED, ids=[f"{v} {p}" for v, p, _ in UNIMPLEMENTED])
-
-
 def test_unimplemented_calls_are_501_naming_the_call(
     server: ServerProcess, standalone_gateway: str, verb: str, path: str, method: str
 ) -> None:

@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 import pytest
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from tests.e2e.oip.conftest import run_driver
-from tests.support import ServerProcess
 
 PROTOCOLS = ("grpc", "http")
 

@@ -34,7 +34,7 @@ import pytest
 import trustme
 from PIL import Image
 
-from tests.support import REPO, free_port, random_resnet18_weights, real_photos
+from bench.harness import REPO, free_port, random_resnet18_weights, real_photos
 
 # The servers start in a module fixture: its setup counts against the first test's timeout.
 pytestmark = pytest.mark.timeout(900)

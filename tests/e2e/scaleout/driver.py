@@ -17,9 +17,9 @@ from typing import Any
 import grpc
 import httpx
 
+from bench.harness import REPO
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import REPO
 
 ARTIFACTS = REPO / "test-artifacts"
 REPLICA_LINE = re.compile(r"^\s+replica (\d+)\s+pid (\d+)\s+gRPC 127\.0\.0\.1:(\d+)\s+HTTP http://127\.0\.0\.1:(\d+)")

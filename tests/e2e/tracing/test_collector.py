@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.collector import Collector, Span, collector, render
+from bench.harness import REPO, GatewayProcess, ServerProcess, start_gateway, start_server
 from classify_client.client import Client
-from tests.otel import Collector, Span, collector, render
-from tests.support import REPO, GatewayProcess, ServerProcess, start_gateway, start_server
 
 CONCURRENCY = 16
 ARTIFACTS = REPO / "test-artifacts"
@@ -170,7 +170,7 @@ def test_an_unreachable_collector_fails_no_request_and_does_not_stretch_the_drai
     weights: Path, photos: dict[str, bytes], tmp_path: Path
 ) -> None:
     """Nothing listens at the OTLP endpoint: calls succeed, dropped spans are counted, SIGTERM still exits quickly."""
-    from tests.support import free_port
+    from bench.harness import free_port
 
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
            "OTEL_BSP_MAX_QUEUE_SIZE": "8", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4", "OTEL_BSP_SCHEDULE_DELAY": "100"}

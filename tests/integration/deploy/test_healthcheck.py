@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import ServerProcess, free_port
+from bench.harness import ServerProcess, free_port
 from tests.unit.deploy.test_manifests import run_healthcheck
 
 

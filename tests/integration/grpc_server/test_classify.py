@@ -9,9 +9,9 @@ import grpc
 import pytest
 from torchvision.models import ResNet18_Weights
 
+from bench.harness import real_photos
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import real_photos
 
 IMAGENET = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
+from bench.harness import ServerProcess
 from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
-from tests.support import ServerProcess
 
 
 def test_tutorial_rpc_defaults_and_errors(server: ServerProcess, photos: dict[str, bytes]) -> None:

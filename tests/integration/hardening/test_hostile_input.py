@@ -14,11 +14,11 @@ import pytest
 from grpc_health.v1 import health_pb2
 from PIL import Image
 
+from bench.harness import ServerProcess, skimage_photo
 from classify import classify_pb2 as tutorial_pb
 from classify import classify_pb2_grpc as tutorial_grpc
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import ServerProcess, skimage_photo
 
 INVALID = 3  # google.rpc.Code INVALID_ARGUMENT
 

@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.support import ServerProcess
+from bench.harness import ServerProcess
 
 # schemathesis' pytest plugin (from_fixture) does not run under pytest 9 yet; its
 # hypothesis strategies are driven directly instead, one operation at a time.

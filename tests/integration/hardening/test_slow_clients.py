@@ -8,9 +8,9 @@ import time
 import grpc
 import httpx
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
-from tests.support import ServerProcess
 
 SLOW_CONNECTIONS = 64
 

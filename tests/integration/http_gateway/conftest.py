@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import ServerProcess
+from bench.harness import ServerProcess
 
 
 @pytest.fixture

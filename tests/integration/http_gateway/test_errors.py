@@ -10,12 +10,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from bench.harness import ServerProcess
 from classify.v1 import classify_pb2 as pb
 from classify.v1 import classify_pb2_grpc as pb_grpc
 from http_gateway.errors import HTTP_STATUS, http_status
 from service.errors import ErrorCode, Overloaded, PayloadTooLarge, RemoteError
 from service.grpc_server.errors import GRPC_STATUS
-from tests.support import ServerProcess
 from tests.unit.core.test_images import _png_header_only
 
 

@@ -11,7 +11,7 @@ import httpx
 from grpc_health.v1 import health_pb2
 from PIL import Image
 
-from tests.support import ServerProcess
+from bench.harness import ServerProcess
 
 
 def test_live_and_ready_agree_with_grpc_health(server: ServerProcess) -> None:

@@ -6,7 +6,7 @@ import socket
 
 import httpx
 
-from tests.support import ServerProcess
+from bench.harness import ServerProcess
 
 LIMIT = 8 << 20  # the session server's --max-request-bytes
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bench.harness import ServerProcess
 from tests.integration.http_gateway.clients import assert_parity
-from tests.support import ServerProcess
 
 
 def test_all_routes_and_rpcs_agree(server: ServerProcess, photos: dict[str, bytes]) -> None:

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support import ServerProcess, skimage_photo
+from bench.harness import ServerProcess, skimage_photo
 
 INFER = "/v2/models/resnet18/infer"
 
@@ -82,8 +82,6 @@ def test_binary_extension_by_hand(server: ServerProcess) -> None:
         ("/v2/repository/models/resnet18/load", {}, 400, "--model-repository"),
     ],
 )
-
-
 def test_errors_are_oip_json(server: ServerProcess, path: str, body: object, status: int, fragment: str) -> None:
     reply = httpx.post(server.http_url + path, json=body, timeout=60)
     assert reply.status_code == status, reply.text

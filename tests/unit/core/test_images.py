@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.harness import skimage_photo
 from service.core.images import ImageLimits, decode_image
 from service.errors import InvalidArgument, PayloadTooLarge
-from tests.support import skimage_photo
 
 LIMITS = ImageLimits(max_bytes=1 << 24, max_pixels=50_000_000)
 

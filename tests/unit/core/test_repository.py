@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import random_resnet18_weights
 from service.core.repository import ModelFileError, read_spec, version_folders
 from service.tools.weights_store import FetchError, place_in_repository
-from tests.support import random_resnet18_weights
 
 
 @pytest.fixture(scope="module")

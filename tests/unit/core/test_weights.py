@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.harness import random_resnet18_weights
 from service.core.models import ModelSpec, load_model
 from service.core.torch_networks import load_state_dict
 from service.core.weights import verify_weights
 from service.errors import StartupError
-from tests.support import random_resnet18_weights
 
 
 def test_hash_suffix_must_match(weights: Path, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from bench.harness import REPO
 from service.settings import Settings
-from tests.support import REPO
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
 
@@ -49,8 +49,6 @@ def the(kind: str, name: str | None = None) -> Manifest:
 
 
 @pytest.fixture
-
-
 def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Any attempt to open a connection or resolve a name fails the test."""
 
@@ -64,8 +62,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-
-
 def test_every_manifest_is_valid_offline(version: str, no_network: None) -> None:
     """Strict schemas (unknown fields are errors); an unknown kind raises SchemaNotFoundError."""
     found = manifests()

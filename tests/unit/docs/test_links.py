@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.support import REPO
+from bench.harness import REPO
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Pages other branches are writing (scaling out with Envoy, OpenTelemetry tracing): linked

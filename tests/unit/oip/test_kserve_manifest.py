@@ -8,8 +8,8 @@ import kubernetes_validate
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from bench.harness import REPO
 from service.settings import Settings
-from tests.support import REPO
 
 MANIFEST = REPO / "deploy" / "kserve" / "inferenceservice-v2-grpc.yaml"
 DEPLOYMENT = REPO / "deploy" / "kubernetes" / "deployment.yaml"

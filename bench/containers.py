@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import REPO
+from bench.harness import REPO
 
 DEPLOYMENT = REPO / "deploy" / "kubernetes" / "deployment.yaml"
 # A cold build downloads torch for the builder stage (PyPI's CUDA build where PyTorch's CPU index is

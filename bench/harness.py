@@ -1,4 +1,4 @@
-"""Test support: real photos, deterministic weights and real server processes."""
+"""What tests and benchmarks share: real photos, deterministic random-init weights, real server processes on free ports."""
 
 from __future__ import annotations
 
@@ -88,6 +88,13 @@ def tree_bytes(root: Path) -> int:
     return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def grpc_health(address: str, service: str = "") -> int:
+    """grpc.health.v1's status of ``service`` ("" is the server) at ``address``."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -116,9 +123,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def health(self, service: str = "") -> int:
-        with grpc.insecure_channel(self.grpc_address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+        return grpc_health(self.grpc_address, service)
 
     def wait_serving(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
