@@ -239,7 +239,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+CLIENT_COMMANDS = ("predict", "models")
+
+
+def build_parser(client: bool = True) -> argparse.ArgumentParser:
+    """The `classify` command. ``client``: load the Python client for `predict` and `models` (main()
+    does only when one of them runs: the client's import is time every other start would pay)."""
     parser = argparse.ArgumentParser(prog="classify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -311,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (models_load, models_unload):
         command.add_argument("name", metavar="NAME")
         command.add_argument("--version", default="", help="one version only")
-    client_cli = _client_cli()
+    client_cli = _client_cli() if client else None
     for command in (models_list, models_load, models_unload):
         if client_cli is None:
             command.add_argument("arguments", nargs=argparse.REMAINDER)
@@ -363,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    args = build_parser(client=command in CLIENT_COMMANDS).parse_args(arguments)
     sys.exit(args.run(args))
 
 

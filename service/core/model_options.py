@@ -73,7 +73,8 @@ def _bundled_fallback(resnet18_weights: Path) -> ModelSpec:
         "\n%s\nResNet18 weights %s are not present: serving the bundled pretrained model %r instead.\n"
         "Every response names the model that answered. To serve ResNet18, run\n"
         "  classify weights fetch resnet18\n"
-        "or put resnet18-f37072fd.pth there (or pass --weights PATH), then restart.\n%s",
+        "or put resnet18-f37072fd.pth there (or pass --weights PATH), or put its export\n"
+        "(`classify export resnet18` where torch is) in --cache-dir, then restart.\n%s",
         "=" * 78, resnet18_weights, BUNDLED_MODEL, "=" * 78,
     )
     return _bundled()

@@ -8,6 +8,7 @@ The torch backends build the network from the weights every time.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import tempfile
@@ -196,6 +197,13 @@ def graph_of_weights(
     if cached is not None:
         logger.info("using the cached ONNX graph of %s at %s", spec.name, cached)
         return cached
+    if precision == "fp32" and importlib.util.find_spec("torch") is None:
+        # Before choosing where to write: no "caching ... in /tmp" line ahead of the real problem.
+        raise StartupError(
+            f"model {spec.name!r}: no ONNX graph exported from {spec.weights} is in {spec.weights.parent} or "
+            f"--cache-dir {options.cache_dir}, and exporting one needs torch: {TORCH_EXTRA}, or run "
+            f"`classify export` where it is and serve the exported graph"
+        )
     graph = onnx_backend.graph_path(graph_cache_dir(spec, options), spec.name, digest, precision)
     if precision == "int8":
         raise StartupError(
