@@ -101,15 +101,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class ServerProcess:
-    """A `classify serve` subprocess on free loopback ports."""
+class Endpoints:
+    """A server's two ports on loopback, as addresses, and its gRPC health (for any ``grpc_port``/``http_port``)."""
 
-    process: subprocess.Popen[bytes]
     grpc_port: int
     http_port: int
-    log_path: Path
-    args: list[str] = field(default_factory=list)
 
     @property
     def grpc_address(self) -> str:
@@ -119,11 +115,22 @@ class ServerProcess:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def health(self, service: str = "") -> int:
         return grpc_health(self.grpc_address, service)
+
+
+@dataclass
+class ServerProcess(Endpoints):
+    """A `classify serve` subprocess on free loopback ports."""
+
+    process: subprocess.Popen[bytes]
+    grpc_port: int
+    http_port: int
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def wait_serving(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

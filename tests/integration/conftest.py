@@ -20,13 +20,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from bench.harness import grpc_health
+from bench.harness import Endpoints
 from service.roots.serve import serve
 from service.settings import Settings
 
 
 @dataclass
-class InProcessService:
+class InProcessService(Endpoints):
     """The shared service's addresses, with the same names as bench.harness.ServerProcess."""
 
     settings: Settings
@@ -36,17 +36,6 @@ class InProcessService:
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
     _listening: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def health(self, service: str = "") -> int:
-        return grpc_health(self.grpc_address, service)
 
     def run(self) -> None:
         """The service's thread: serve() until stop() sets its stop event."""
