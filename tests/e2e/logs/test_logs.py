@@ -65,8 +65,11 @@ def test_text_at_a_terminal_with_multi_line_messages_indented(tmp_path: Path) ->
     settings = next(i for i, line in enumerate(lines) if line.endswith("[-] starting with settings:"))
     assert "      host = 127.0.0.1" in lines[settings + 1 : settings + 40]
     warning = next(i for i, line in enumerate(lines) if " WARNING service.core.model_options [-] " in line)
-    frame = lines[warning + 1 : warning + 7]
-    assert frame[0] == "    " + FRAME and frame[-1] == "    " + FRAME, frame
+    assert lines[warning + 1] == "    " + FRAME, lines[warning : warning + 3]
+    # the framed message is as long as its text: read up to the closing frame line
+    end = lines.index("    " + FRAME, warning + 2)
+    frame = lines[warning + 1 : end + 1]
+    assert all(line.startswith("    ") for line in frame), frame
     assert any(line.startswith("    ResNet18 weights weights/resnet18-f37072fd.pth are not present") for line in frame)
     assert "      classify weights fetch resnet18" in frame
 
