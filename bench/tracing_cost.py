@@ -3,12 +3,16 @@ collector), in alternating rounds, plus a rendered example trace of a batched re
 
     .venv/bin/python -m bench.tracing_cost --weights W                          # 3 rounds, off vs on
     .venv/bin/python -m bench.tracing_cost --baseline-tree /tmp/main --rounds 3  # also code without tracing
+    .venv/bin/python -m bench.tracing_cost --sample-ratio 0.1                    # also 1 request in 10 traced
 
-Each round starts `classify serve` once per configuration, on the same weights and flags, and
+Each round starts `classify serve` once per configuration (the first one rotating from round to
+round, so that no configuration always runs first or last), on the same weights and flags, and
 runs `classify bench` (closed loop, concurrency 16, gRPC unary and HTTP multipart) against it:
 - `off`: no OTEL_* variable (tracing off: no SDK imported, no tracing work per request);
 - `on`: OTEL_EXPORTER_OTLP_ENDPOINT set, the default sampler (every request traced), spans
   exported over OTLP/HTTP to rotel's collector, which receives and discards them;
+- `sampled` (with --sample-ratio R): as `on`, with OTEL_TRACES_SAMPLER=parentbased_traceidratio and
+  OTEL_TRACES_SAMPLER_ARG=R, the setting docs/tracing.md advises where 100 % costs too much;
 - `baseline` (with --baseline-tree): the same server from another source tree (one without
   tracing), so `off` can be compared with code that has no tracing at all.
 The collector runs through every round, so the machine carries it alike in each.
@@ -129,6 +133,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", default="10", help="seconds per mode and run")
     parser.add_argument("--baseline-tree", type=Path, default=None, help="a source tree without tracing (e.g. main)")
+    parser.add_argument("--sample-ratio", type=float, default=None,
+                        help="also run with this fraction of requests traced (parentbased_traceidratio)")
     args = parser.parse_args(argv)
     from bench.collector import collector
 
@@ -144,17 +150,27 @@ def main(argv: list[str]) -> int:
             "off": (REPO, {}),
             "on": (REPO, {"OTEL_EXPORTER_OTLP_ENDPOINT": otel.http_endpoint}),
         }
+        if args.sample_ratio is not None:
+            configs["sampled"] = (REPO, {"OTEL_EXPORTER_OTLP_ENDPOINT": otel.http_endpoint,
+                                         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                                         "OTEL_TRACES_SAMPLER_ARG": str(args.sample_ratio)})
         if args.baseline_tree is not None:
             configs = {"baseline": (args.baseline_tree.resolve(), {}), **configs}
+        names = list(configs)
         for i in range(args.rounds):
-            rounds.append({
-                name: measure(name, tree, otel_env, weights, cache, out / f"round{i + 1}-{name}", logs, args.duration)
-                for name, (tree, otel_env) in configs.items()
-            })
+            # Each round starts with the next configuration: a later place in a round measured slower
+            # (1 to 3 % a place, on a quiet machine), which a fixed order would charge to one configuration.
+            order = names[i % len(names):] + names[:i % len(names)]
+            measured = {
+                name: measure(name, *configs[name], weights, cache, out / f"round{i + 1}-{name}", logs, args.duration)
+                for name in order
+            }
+            rounds.append({name: measured[name] for name in names})
             load.append(f"after round {i + 1}: {_load()}")
         example = example_trace(weights, cache, logs)
     (out / "example-trace.txt").write_text(example + "\n")
-    pairs = [("on", "off")] + ([("off", "baseline")] if "baseline" in configs else [])
+    pairs = [("on", "off")] + ([("sampled", "off")] if "sampled" in configs else []) + (
+        [("off", "baseline")] if "baseline" in configs else [])
     ratios = {f"{a}/{b}": {mode: [r[a][mode]["throughput"] / r[b][mode]["throughput"] for r in rounds] for mode in MODES}
               for a, b in pairs}
     cpu_ratios = {f"{a}/{b}": {mode: [r[a][mode]["cpu_ms_per_image"] / r[b][mode]["cpu_ms_per_image"] for r in rounds]
@@ -164,13 +180,15 @@ def main(argv: list[str]) -> int:
                "median_cpu_ratio": {k: {m: statistics.median(v) for m, v in by_mode.items()}
                                     for k, by_mode in cpu_ratios.items()}}
     (out / "ratio.json").write_text(json.dumps(summary, indent=2) + "\n")
-    names = list(configs)
     lines = [
         f"# Tracing's cost, end to end (closed loop, concurrency 16, {args.duration} s a mode)\n",
         f"`python -m bench.tracing_cost --rounds {args.rounds}"
-        + (" --baseline-tree TREE" if "baseline" in configs else "") + "`; the configurations alternate within "
-        "each round. `on`: every request traced (the default sampler), spans exported over OTLP/HTTP to a rotel "
+        + (f" --sample-ratio {args.sample_ratio}" if "sampled" in configs else "")
+        + (" --baseline-tree TREE" if "baseline" in configs else "") + "`; each round runs every configuration, "
+        "starting with the next one each round (" + ", ".join(names) + "). `on`: every request traced (the default sampler), spans exported over OTLP/HTTP to a rotel "
         "collector on this machine; `off`: no OTEL_* variable"
+        + (f"; `sampled`: as `on`, a fraction {args.sample_ratio} of requests traced (parentbased_traceidratio)"
+           if "sampled" in configs else "")
         + ("; `baseline`: the same server from a tree without tracing" if "baseline" in configs else "")
         + ". Throughput is images per second seen by the load generator; CPU is the server process's own "
         "CPU time (all threads) per image served, which other work on a shared machine disturbs far less.\n",
